@@ -1,0 +1,44 @@
+# Audio features: for the subject's own audio (training) and for each driving audio.
+
+
+rule audio_features:
+    input:
+        audio=data("aud.wav"),
+    output:
+        features=data(audio_feature_file()),
+        manifest=manifest("audio_features"),
+    params:
+        backend=config["audio"]["backend"],
+        checkpoint=config["audio"]["checkpoint"],
+    log:
+        log("audio_features"),
+    benchmark:
+        bench("audio_features")
+    threads: 2
+    resources:
+        mem_mb=6000,
+        runtime=60,
+    script:
+        "../scripts/audio_features.py"
+
+
+rule driving_features:
+    input:
+        audio=driving_audio_file,
+    output:
+        wav="results/driving/{audio}/aud.wav",
+        features="results/driving/{audio}/" + audio_feature_file(),
+        manifest="results/driving/{audio}/audio_features.json",
+    params:
+        backend=config["audio"]["backend"],
+        checkpoint=config["audio"]["checkpoint"],
+    log:
+        "logs/driving/{audio}.log",
+    benchmark:
+        "results/driving/{audio}/benchmark.tsv"
+    threads: 2
+    resources:
+        mem_mb=6000,
+        runtime=60,
+    script:
+        "../scripts/driving_features.py"

@@ -1,0 +1,78 @@
+# Helpers shared by every rule file: config validation, paths, per-subject lookups.
+# Rules call these named functions instead of lambdas (snakemake --lint).
+
+from pathlib import Path
+
+from snakemake.utils import validate
+
+
+validate(config, schema="../schemas/config.schema.yaml", set_default=True)
+
+SUBJECTS = sorted(config["subjects"])
+DRIVING = sorted(config["driving_audio"])
+
+# Wildcards only ever match configured names, so a typo is a planning error, not a job.
+wildcard_constraints:
+    subject="|".join(SUBJECTS),
+    audio="|".join(DRIVING) if DRIVING else "(?!)",
+
+
+def subject_video(wildcards):
+    return config["subjects"][wildcards.subject]["video"]
+
+
+def driving_audio_file(wildcards):
+    return config["driving_audio"][wildcards.audio]
+
+
+def data(path):
+    """A file of the ER-NeRF subject folder (ERNERF_FACTS.md section 1)."""
+    return "results/{subject}/data/" + path
+
+
+def manifest(stage):
+    return "results/{subject}/manifests/" + stage + ".json"
+
+
+def log(stage):
+    return "logs/{subject}/" + stage + ".log"
+
+
+def bench(stage):
+    return "results/{subject}/benchmarks/" + stage + ".tsv"
+
+
+AUDIO_FEATURE_FILE = {
+    "mel": "aud_mel.npy",
+    "hubert": "aud_hu.npy",
+    "wav2vec": "aud_eo.npy",
+    "deepspeech": "aud.npy",
+}
+
+
+def audio_feature_file():
+    return AUDIO_FEATURE_FILE[config["audio"]["backend"]]
+
+
+def final_targets():
+    targets = []
+    for s in SUBJECTS:
+        targets += [
+            f"results/{s}/preview/contact_sheet.png",
+            f"results/{s}/preview/tracking.png",
+            f"results/{s}/render/test.mp4",
+            f"results/{s}/render/metrics.json",
+        ]
+        targets += [f"results/{s}/render/audio/{a}.mp4" for a in DRIVING]
+    return targets
+
+
+def train_settings(stage):
+    """Params of a training stage: the shared loss/seed keys plus the stage's own section.
+
+    Only these go into ``params:``, so changing e.g. the torso section never makes the
+    head stale. ``device`` stays out: it does not define the result.
+    """
+    train = config["train"]
+    shared = {k: train[k] for k in ("seed", "loss", "huber_delta")}
+    return {**shared, "model": config.get("model", {}), **train.get(stage, {})}

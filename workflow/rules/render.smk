@@ -1,0 +1,45 @@
+# Rendering: the validation split with metrics, and any driving audio.
+
+
+rule render_test:
+    input:
+        model="results/{subject}/torso/model.pt",
+    output:
+        video="results/{subject}/render/test.mp4",
+        side_by_side="results/{subject}/render/test_side_by_side.mp4",
+        sheet="results/{subject}/render/contact_sheet.png",
+        metrics="results/{subject}/render/metrics.json",
+    log:
+        log("render_test"),
+    benchmark:
+        bench("render_test")
+    threads: workflow.cores
+    resources:
+        mem_mb=6000,
+        runtime=60,
+        gpu=1,
+    script:
+        "../scripts/render_test.py"
+
+
+rule render_audio:
+    input:
+        model="results/{subject}/torso/model.pt",
+        features="results/driving/{audio}/" + audio_feature_file(),
+        wav="results/driving/{audio}/aud.wav",
+        audio_manifest="results/driving/{audio}/audio_features.json",
+    output:
+        video="results/{subject}/render/audio/{audio}.mp4",
+    params:
+        render=config.get("render", {}),
+    log:
+        "logs/{subject}/render_audio_{audio}.log",
+    benchmark:
+        "results/{subject}/benchmarks/render_audio_{audio}.tsv"
+    threads: workflow.cores
+    resources:
+        mem_mb=6000,
+        runtime=60,
+        gpu=1,
+    script:
+        "../scripts/render_audio.py"

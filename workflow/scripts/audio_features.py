@@ -1,0 +1,12 @@
+from ernerf_core.audio import extract_features
+from ernerf_core.stage_runner import run_from_snakemake
+
+run_from_snakemake(
+    snakemake,
+    extract_features,
+    subject=snakemake.wildcards.subject,
+    audio=snakemake.input.audio,
+    features_path=snakemake.output.features,
+    manifest_path=snakemake.output.manifest,
+    **dict(snakemake.params.items()),
+)

@@ -1,0 +1,13 @@
+from ernerf_core.preprocess.normalize import normalize
+from ernerf_core.stage_runner import run_from_snakemake
+
+run_from_snakemake(
+    snakemake,
+    normalize,
+    subject=snakemake.wildcards.subject,
+    video=snakemake.input.video,
+    frames_dir=snakemake.output.frames,
+    audio_path=snakemake.output.audio,
+    manifest_path=snakemake.output.manifest,
+    **dict(snakemake.params.items()),
+)

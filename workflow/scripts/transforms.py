@@ -1,0 +1,12 @@
+from ernerf_core.preprocess.transforms import write_transforms
+from ernerf_core.stage_runner import run_from_snakemake
+
+run_from_snakemake(
+    snakemake,
+    write_transforms,
+    subject=snakemake.wildcards.subject,
+    params_path=snakemake.input.params,
+    train_path=snakemake.output.train,
+    val_path=snakemake.output.val,
+    manifest_path=snakemake.output.manifest,
+)
