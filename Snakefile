@@ -4,6 +4,10 @@
 configfile: "config/config.yaml"
 
 
+# One environment for every rule with `--sdm conda` (same pins as requirements.txt).
+conda: "envs/ernerf.yaml"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/preprocess.smk"

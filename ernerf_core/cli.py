@@ -26,7 +26,8 @@ STAGE_MODULES = [
     "ernerf_core.preprocess.tracking",
     "ernerf_core.preprocess.transforms",
     "ernerf_core.audio",
-    "ernerf_core.train.cli",
+    "ernerf_core.train.head_cli",
+    "ernerf_core.train.torso_cli",
     "ernerf_core.render.cli",
 ]
 

@@ -1,0 +1,1 @@
+"""Media I/O through ffmpeg: probing, frames, audio of any format."""

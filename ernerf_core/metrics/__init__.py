@@ -1,0 +1,1 @@
+"""Image, landmark and lip-sync metrics."""

@@ -1,0 +1,1 @@
+"""ER-NeRF networks: encoders, head and torso fields, occupancy grid, renderer."""

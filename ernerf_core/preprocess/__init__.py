@@ -1,0 +1,1 @@
+"""Video normalisation and face preprocessing stages (one module per stage)."""

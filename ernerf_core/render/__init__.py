@@ -1,0 +1,1 @@
+"""Rendering of the validation split and of driving audio, and video writing."""

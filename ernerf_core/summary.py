@@ -1,0 +1,52 @@
+"""Print what a workflow run made: per subject, each stage's manifest and the videos.
+
+`make demo` ends with this, so a user sees at a glance what exists and how good it is.
+Usage: python -m ernerf_core.summary [config.yaml] [results_dir]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+# Stage -> manifest keys worth one line each (missing keys are skipped).
+HIGHLIGHTS = {
+    "normalize": ["frames", "resolution", "duration"],
+    "landmarks": ["frames", "interpolated_frames"],
+    "tracking": ["reprojection_px_median", "jitter_deg"],
+    "audio_features": ["backend", "frames", "feature_shape"],
+    "train_head": ["steps", "val_psnr", "val_lmd", "seconds"],
+    "finetune_lips": ["steps", "val_psnr", "val_lmd", "seconds"],
+    "train_torso": ["steps", "val_psnr", "seconds"],
+}
+
+
+def summarize(config_path: Path = Path("config/config.yaml"), results: Path = Path("results")) -> str:
+    config = yaml.safe_load(config_path.read_text())
+    lines = []
+    for subject in sorted(config.get("subjects", {})):
+        root = results / subject
+        lines.append(f"subject {subject}: {root}")
+        manifests = root / "manifests"
+        for path in sorted(manifests.glob("*.json")) if manifests.exists() else []:
+            data = json.loads(path.read_text())
+            keys = HIGHLIGHTS.get(path.stem, [])
+            shown = ", ".join(f"{k}={data[k]}" for k in keys if k in data)
+            lines.append(f"  {path.stem:<16} {shown}")
+        metrics = root / "render" / "metrics.json"
+        if metrics.exists():
+            data = json.loads(metrics.read_text())
+            shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                              for k, v in data.items() if not isinstance(v, (dict, list)))
+            lines.append(f"  {'render metrics':<16} {shown}")
+        for video in sorted((root / "render").rglob("*.mp4")) if (root / "render").exists() else []:
+            lines.append(f"  video            {video} ({video.stat().st_size / 1e6:.1f} MB)")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    args = [Path(a) for a in sys.argv[1:]]
+    print(summarize(*args))

@@ -1,0 +1,1 @@
+"""Training: subject dataset, losses, error map, trainer, checkpoints."""
