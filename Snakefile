@@ -4,11 +4,15 @@
 configfile: "config/config.yaml"
 
 
-# One environment for every rule with `--sdm conda` (same pins as requirements.txt).
-conda: "envs/ernerf.yaml"
-
-
 include: "workflow/rules/common.smk"
+
+
+# Wildcards only ever match configured names, so a typo is a planning error, not a job.
+wildcard_constraints:
+    subject="|".join(SUBJECTS),
+    audio="|".join(DRIVING) if DRIVING else "(?!)",
+
+
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/tracking.smk"

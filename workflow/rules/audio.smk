@@ -10,6 +10,8 @@ rule audio_features:
     params:
         backend=config["audio"]["backend"],
         checkpoint=config["audio"]["checkpoint"],
+    conda:
+        CONDA_ENV
     log:
         log("audio_features"),
     benchmark:
@@ -27,11 +29,13 @@ rule driving_features:
         audio=driving_audio_file,
     output:
         wav="results/driving/{audio}/aud.wav",
-        features="results/driving/{audio}/" + audio_feature_file(),
+        features=driving_features(),
         manifest="results/driving/{audio}/audio_features.json",
     params:
         backend=config["audio"]["backend"],
         checkpoint=config["audio"]["checkpoint"],
+    conda:
+        CONDA_ENV
     log:
         "logs/driving/{audio}.log",
     benchmark:

@@ -1,4 +1,4 @@
-# Helpers shared by every rule file: config validation, paths, per-subject lookups.
+# Helpers shared by the rule files (config validation, paths, per-subject lookups).
 # Rules call these named functions instead of lambdas (snakemake --lint).
 
 from pathlib import Path
@@ -11,10 +11,8 @@ validate(config, schema="../schemas/config.schema.yaml", set_default=True)
 SUBJECTS = sorted(config["subjects"])
 DRIVING = sorted(config["driving_audio"])
 
-# Wildcards only ever match configured names, so a typo is a planning error, not a job.
-wildcard_constraints:
-    subject="|".join(SUBJECTS),
-    audio="|".join(DRIVING) if DRIVING else "(?!)",
+# Rules use `conda: CONDA_ENV` (relative to workflow/rules/) for --sdm conda.
+CONDA_ENV = "../../envs/ernerf.yaml"
 
 
 def subject_video(wildcards):
@@ -27,19 +25,19 @@ def driving_audio_file(wildcards):
 
 def data(path):
     """A file of the ER-NeRF subject folder (ERNERF_FACTS.md section 1)."""
-    return "results/{subject}/data/" + path
+    return f"results/{{subject}}/data/{path}"
 
 
 def manifest(stage):
-    return "results/{subject}/manifests/" + stage + ".json"
+    return f"results/{{subject}}/manifests/{stage}.json"
 
 
 def log(stage):
-    return "logs/{subject}/" + stage + ".log"
+    return f"logs/{{subject}}/{stage}.log"
 
 
 def bench(stage):
-    return "results/{subject}/benchmarks/" + stage + ".tsv"
+    return f"results/{{subject}}/benchmarks/{stage}.tsv"
 
 
 AUDIO_FEATURE_FILE = {
@@ -52,6 +50,11 @@ AUDIO_FEATURE_FILE = {
 
 def audio_feature_file():
     return AUDIO_FEATURE_FILE[config["audio"]["backend"]]
+
+
+def driving_features():
+    """Features of one driving audio (wildcard `audio`), made with the configured backend."""
+    return f"results/driving/{{audio}}/{audio_feature_file()}"
 
 
 def final_targets():

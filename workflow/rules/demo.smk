@@ -11,6 +11,8 @@ rule demo_subject:
         size=config["demo"]["size"],
         seconds=config["demo"]["seconds"],
         seed=config["demo"]["seed"],
+    conda:
+        CONDA_ENV
     log:
         "logs/demo_subject.log",
     benchmark:

@@ -13,6 +13,8 @@ rule normalize:
         resolution=config["preprocess"]["resolution"],
         crop_scale=config["preprocess"]["crop_scale"],
         min_seconds=config["preprocess"]["min_seconds"],
+    conda:
+        CONDA_ENV
     log:
         log("normalize"),
     benchmark:
@@ -35,6 +37,8 @@ rule landmarks:
         backend=config["landmarks"]["backend"],
         max_missing_share=config["landmarks"]["max_missing_share"],
         max_gap_frames=config["landmarks"]["max_gap_frames"],
+    conda:
+        CONDA_ENV
     log:
         log("landmarks"),
     benchmark:
@@ -57,6 +61,8 @@ rule parsing:
     params:
         backend=config["parsing"]["backend"],
         bisenet_weights=config["parsing"]["bisenet_weights"],
+    conda:
+        CONDA_ENV
     log:
         log("parsing"),
     benchmark:
@@ -75,6 +81,8 @@ rule background:
     output:
         bc=data("bc.jpg"),
         manifest=manifest("background"),
+    conda:
+        CONDA_ENV
     log:
         log("background"),
     benchmark:
@@ -95,6 +103,8 @@ rule torso_gt:
         gt=directory(data("gt_imgs")),
         torso=directory(data("torso_imgs")),
         manifest=manifest("torso_gt"),
+    conda:
+        CONDA_ENV
     log:
         log("torso_gt"),
     benchmark:
@@ -116,6 +126,8 @@ rule blink:
     params:
         backend=config["blink"]["backend"],
         openface_csv=config["blink"]["openface_csv"],
+    conda:
+        CONDA_ENV
     log:
         log("blink"),
     benchmark:
@@ -134,6 +146,8 @@ rule preview:
         parsing=manifest("parsing"),
     output:
         sheet="results/{subject}/preview/contact_sheet.png",
+    conda:
+        CONDA_ENV
     log:
         log("preview"),
     threads: 1

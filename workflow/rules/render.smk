@@ -9,6 +9,8 @@ rule render_test:
         side_by_side="results/{subject}/render/test_side_by_side.mp4",
         sheet="results/{subject}/render/contact_sheet.png",
         metrics="results/{subject}/render/metrics.json",
+    conda:
+        CONDA_ENV
     log:
         log("render_test"),
     benchmark:
@@ -25,13 +27,15 @@ rule render_test:
 rule render_audio:
     input:
         model="results/{subject}/torso/model.pt",
-        features="results/driving/{audio}/" + audio_feature_file(),
+        features=driving_features(),
         wav="results/driving/{audio}/aud.wav",
         audio_manifest="results/driving/{audio}/audio_features.json",
     output:
         video="results/{subject}/render/audio/{audio}.mp4",
     params:
         render=config.get("render", {}),
+    conda:
+        CONDA_ENV
     log:
         "logs/{subject}/render_audio_{audio}.log",
     benchmark:

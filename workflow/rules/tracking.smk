@@ -12,6 +12,8 @@ rule tracking:
         backend=config["tracking"]["backend"],
         bfm_model=config["tracking"]["bfm_model"],
         max_reprojection_px=config["tracking"]["max_reprojection_px"],
+    conda:
+        CONDA_ENV
     log:
         log("tracking"),
     benchmark:
@@ -31,6 +33,8 @@ rule transforms:
         train=data("transforms_train.json"),
         val=data("transforms_val.json"),
         manifest=manifest("transforms"),
+    conda:
+        CONDA_ENV
     log:
         log("transforms"),
     threads: 1

@@ -15,6 +15,8 @@ rule train_head:
         manifest=manifest("train_head"),
     params:
         settings=train_settings("head"),
+    conda:
+        CONDA_ENV
     log:
         log("train_head"),
     benchmark:
@@ -36,6 +38,8 @@ rule finetune_lips:
         manifest=manifest("finetune_lips"),
     params:
         settings=train_settings("lips"),
+    conda:
+        CONDA_ENV
     log:
         log("finetune_lips"),
     benchmark:
@@ -57,6 +61,8 @@ rule train_torso:
         manifest=manifest("train_torso"),
     params:
         settings=train_settings("torso"),
+    conda:
+        CONDA_ENV
     log:
         log("train_torso"),
     benchmark:

@@ -1,0 +1,116 @@
+"""Streaming H.264 writer: RGB frames go to ffmpeg's stdin as they are rendered.
+
+Holding a long video in memory is what blows up audio-driven rendering, so frames are
+piped one at a time. The output plays in browsers: H.264 (libx264), yuv420p, even
+width/height (padded by one pixel when odd), 25 fps, ``+faststart`` (index at the front),
+AAC audio. The audio is cut from ``audio_start`` seconds and padded with silence or
+trimmed so the file is exactly as long as the video. Written under a temporary name and
+renamed when ffmpeg succeeds, so a killed render never leaves a playable-looking file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from ..fsio import atomic_file
+from ..media.ffmpeg import FFmpegError, ffmpeg_command
+
+FPS = 25
+
+
+def encode_args(width: int, height: int, out: str | os.PathLike, *, fps: int = FPS,
+                audio: str | os.PathLike | None = None, audio_start: float = 0.0,
+                crf: int = 18, preset: str = "medium") -> list[str]:
+    """ffmpeg arguments (without the binary) reading rgb24 frames from stdin."""
+    args = ["-loglevel", "error", "-y",
+            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(fps),
+            "-i", "pipe:0"]
+    if audio is not None:
+        # -ss before -i seeks the input; wav seeking is sample exact.
+        args += ["-ss", f"{max(0.0, audio_start):.6f}", "-i", os.fspath(audio)]
+    args += ["-map", "0:v:0",
+             "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2",
+             "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p",
+             "-r", str(fps), "-movflags", "+faststart"]
+    if audio is not None:
+        # apad + -shortest: the audio is padded with silence or cut so the video decides the length.
+        args += ["-map", "1:a:0", "-af", "apad", "-c:a", "aac", "-b:a", "128k", "-ar", "44100",
+                 "-ac", "1", "-shortest"]
+    return [*args, os.fspath(out)]
+
+
+class VideoWriter:
+    """``with VideoWriter(path, w, h, audio=...) as vw: vw.write(frame)`` for [H, W, 3] uint8 RGB."""
+
+    def __init__(self, path: str | os.PathLike, width: int, height: int, *, fps: int = FPS,
+                 audio: str | os.PathLike | None = None, audio_start: float = 0.0,
+                 crf: int = 18, preset: str = "medium"):
+        self.path, self.width, self.height = Path(path), int(width), int(height)
+        self.frames_written = 0
+        self._options = dict(fps=fps, audio=audio, audio_start=audio_start, crf=crf, preset=preset)
+        self._stack = contextlib.ExitStack()
+        self._proc: subprocess.Popen | None = None
+        self._stderr: list[bytes] = []
+
+    def __enter__(self) -> VideoWriter:
+        tmp = self._stack.enter_context(atomic_file(self.path))
+        cmd = ffmpeg_command(encode_args(self.width, self.height, tmp, **self._options))
+        # ffmpeg_command adds -nostdin; it only disables interactive keys, stdin frames still flow.
+        self._cmd = cmd
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.PIPE)
+        # drain stderr on a thread so ffmpeg never blocks on a full pipe
+        self._reader = threading.Thread(target=lambda: self._stderr.append(self._proc.stderr.read()),
+                                        daemon=True)
+        self._reader.start()
+        return self
+
+    def write(self, frame: np.ndarray) -> None:
+        """Append one frame [H, W, 3] uint8 RGB."""
+        if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
+            raise ValueError(f"frame must be uint8 [{self.height}, {self.width}, 3], "
+                             f"got {frame.dtype} {list(frame.shape)}")
+        try:
+            self._proc.stdin.write(np.ascontiguousarray(frame).tobytes())
+        except BrokenPipeError:
+            self._finish()  # raises with ffmpeg's own message
+            raise
+        self.frames_written += 1
+
+    def _finish(self) -> None:
+        proc = self._proc
+        if proc.stdin and not proc.stdin.closed:
+            with contextlib.suppress(BrokenPipeError):
+                proc.stdin.close()
+        code = proc.wait()
+        self._reader.join()
+        if code != 0:
+            raise FFmpegError(self._cmd, code, b"".join(self._stderr).decode("utf-8", "replace"))
+
+    def _abort(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+        self._reader.join()
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        done = False
+        try:
+            if exc_type is None:
+                if self.frames_written == 0:
+                    raise ValueError(f"{self.path}: no frames were written")
+                self._finish()
+                done = True
+        finally:
+            if done:
+                self._stack.close()  # rename the finished file into place
+            else:
+                self._abort()
+                aborted = RuntimeError("video writing aborted")
+                self._stack.__exit__(RuntimeError, aborted, None)  # removes the temporary file
