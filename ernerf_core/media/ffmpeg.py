@@ -8,17 +8,23 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shutil
 import subprocess
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 STDERR_TAIL_LINES = 12
+_CONTEXT_RE = re.compile(r"^\[[^\]]* @ (0x)?[0-9a-fA-F]+\]\s*")
 
 
 class MediaError(RuntimeError):
-    """A media file could not be read or written."""
+    """A media file could not be read or written; ``detail`` is the short why (for one-line errors)."""
+
+    def __init__(self, message: str, detail: str = ""):
+        super().__init__(message)
+        self.detail = detail or message
 
 
 class FFmpegError(MediaError):
@@ -30,7 +36,8 @@ class FFmpegError(MediaError):
         self.stderr = stderr
         self.stderr_tail = stderr_tail(stderr)
         super().__init__(f"ffmpeg failed (exit {returncode}): {self.stderr_tail or '(no stderr)'}"
-                         f"\n  command: {' '.join(map(str, args))}")
+                         f"\n  command: {' '.join(map(str, args))}",
+                         detail=ffmpeg_messages(stderr) or f"ffmpeg exit {returncode}")
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,19 @@ def stderr_tail(stderr: str, lines: int = STDERR_TAIL_LINES) -> str:
     return " | ".join(kept[-lines:])
 
 
+def ffmpeg_messages(stderr: str, limit: int = 2) -> str:
+    """ffmpeg's own diagnostics (``[component @ 0x..] text`` lines) without the prefix: the last
+    ``limit`` distinct ones joined with '; ' (e.g. "moov atom not found; Error opening input:
+    Invalid data found when processing input"); the stderr tail when there are none."""
+    found: list[str] = []
+    for line in stderr.splitlines():
+        m = _CONTEXT_RE.match(line)
+        text = line[m.end():].strip() if m else ""
+        if text and text not in found:
+            found.append(text)
+    return "; ".join(found[-limit:]) if found else stderr_tail(stderr, limit)
+
+
 def ffmpeg_command(args: Sequence[str]) -> list[str]:
     """``ffmpeg -hide_banner -nostdin`` + args (args never start with the binary)."""
     return [ffmpeg_exe(), "-hide_banner", "-nostdin", *map(str, args)]
@@ -73,7 +93,7 @@ def run_ffmpeg(args: Sequence[str], *, check: bool = True,
     """
     cmd = ffmpeg_command(args)
     if on_progress is None:
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+        proc = subprocess.run(cmd, capture_output=True, check=False)
         stdout, stderr, code = proc.stdout, proc.stderr.decode("utf-8", "replace"), proc.returncode
     else:
         stdout, stderr, code = _run_with_progress(cmd, on_progress)

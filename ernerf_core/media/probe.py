@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .ffmpeg import MediaError, run_ffmpeg, stderr_tail
+from .ffmpeg import MediaError, ffmpeg_messages, run_ffmpeg
 
 # Layout names ffmpeg prints -> channel count (anything else says "N channels").
 _LAYOUT_CHANNELS = {
@@ -117,7 +117,8 @@ def probe(path: str | os.PathLike) -> MediaInfo:
 def parse_probe(stderr: str, path: str | os.PathLike = "") -> MediaInfo:
     head = _INPUT_RE.search(stderr)
     if head is None:
-        raise MediaError(f"{path}: ffmpeg cannot read it as media: {stderr_tail(stderr, 3)}")
+        detail = ffmpeg_messages(stderr)
+        raise MediaError(f"{path}: ffmpeg cannot read it as media: {detail}", detail=detail)
     duration = start = bitrate = None
     dur = _DURATION_RE.search(stderr)
     if dur:

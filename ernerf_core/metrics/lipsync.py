@@ -1,7 +1,7 @@
 """A weights-free lip-sync score: does the mouth open when the audio is loud?
 
-Mouth opening is measured on frames with MediaPipe face mesh (its model ships in the
-wheel): the inner-lip gap (points 13-14) divided by the outer eye-corner distance (33-263),
+Mouth opening is measured on frames with MediaPipe face mesh (the landmarks stage's
+tracker; its model ships in the wheel): the inner-lip gap (points 13-14) divided by the outer eye-corner distance (33-263),
 so it does not depend on the face's size in the frame. The audio envelope is the RMS of
 the 16 kHz waveform in one 40 ms window per 25 fps frame. The score is the Pearson
 correlation of the two, taken at the best lag within +-``max_lag`` frames (like SyncNet's
@@ -28,39 +28,13 @@ def mouth_opening_from_landmarks(landmarks: np.ndarray) -> np.ndarray:
         return gap / eyes
 
 
-class FaceMeshTracker:
-    """MediaPipe face mesh in video mode over a sequence of RGB frames."""
-
-    def __init__(self, static: bool = False):
-        import mediapipe as mp
-
-        self._mesh = mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=static, max_num_faces=1, refine_landmarks=True,
-            min_detection_confidence=0.3, min_tracking_confidence=0.3)
-
-    def __call__(self, frame: np.ndarray) -> np.ndarray:
-        """[H, W, 3] uint8 RGB -> [478, 3] points in pixels (x, y, z*W); NaN when no face."""
-        h, w = frame.shape[:2]
-        result = self._mesh.process(np.ascontiguousarray(frame))
-        if not result.multi_face_landmarks:
-            return np.full((478, 3), np.nan)
-        pts = result.multi_face_landmarks[0].landmark
-        return np.array([(p.x * w, p.y * h, p.z * w) for p in pts], dtype=np.float64)
-
-    def close(self) -> None:
-        self._mesh.close()
-
-    def __enter__(self) -> FaceMeshTracker:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
 def mouth_opening(frames: Iterable[np.ndarray]) -> np.ndarray:
     """RGB frames (one clip, in order) -> [N] mouth opening, NaN where no face was found."""
-    with FaceMeshTracker() as tracker:
-        lms = [tracker(f) for f in frames]
+    from ..preprocess.landmarks import MeshTracker  # the landmarks stage's tracker, same settings
+
+    with MeshTracker(max_faces=1) as tracker:
+        lms = [mesh if mesh is not None else np.full((478, 3), np.nan)
+               for mesh, _ in (tracker(np.ascontiguousarray(f)) for f in frames)]
     return mouth_opening_from_landmarks(np.stack(lms)) if lms else np.zeros(0)
 
 

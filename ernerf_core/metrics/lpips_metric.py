@@ -9,6 +9,7 @@ reported as unavailable with the reason, instead of being fetched from the inter
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +40,10 @@ class LpipsAlex(torch.nn.Module):
         if not path.is_file():
             raise FileNotFoundError(missing_reason(path))
         # pnet_rand=True: build the trunk without torchvision's download; filled below.
-        self.model = lpips.LPIPS(net="alex", version="0.1", pretrained=True, pnet_rand=True,
-                                 verbose=False).eval()
+        with warnings.catch_warnings():  # lpips still passes torchvision's deprecated `pretrained`
+            warnings.simplefilter("ignore", UserWarning)
+            self.model = lpips.LPIPS(net="alex", version="0.1", pretrained=True, pnet_rand=True,
+                                     verbose=False).eval()
         state = torch.load(path, map_location="cpu", weights_only=True)
         self.model.net.load_state_dict(_trunk_state(self.model.net, state), strict=True)
         for p in self.parameters():

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import threading
 from pathlib import Path
@@ -19,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from ..fsio import atomic_file
-from ..media.ffmpeg import FFmpegError, ffmpeg_command
+from ..media.ffmpeg import FFmpegError, ffmpeg_command, run_ffmpeg
+from ..media.probe import probe
 
 FPS = 25
 
@@ -114,3 +116,46 @@ class VideoWriter:
                 self._abort()
                 aborted = RuntimeError("video writing aborted")
                 self._stack.__exit__(RuntimeError, aborted, None)  # removes the temporary file
+
+
+def inspect_video(path: str | os.PathLike) -> dict:
+    """What a written video holds: codec, pix_fmt, size, fps, decoded frame count, audio codec.
+
+    Used to check (and record in manifests) that an output plays in browsers.
+    """
+    info = probe(path)
+    v = info.video
+    if v is None:
+        raise FFmpegError(["-i", os.fspath(path)], 1, "no video stream")
+    stream_line = next((ln for ln in run_ffmpeg(["-i", os.fspath(path)], check=False).stderr.splitlines()
+                        if "Video:" in ln), "")
+    pix = re.search(r"\b(yuv\w+|rgb\w+|gray\w*|nv12)\b", stream_line)
+    decoded = run_ffmpeg(["-i", os.fspath(path), "-map", "0:v:0", "-f", "null", "-"]).stderr
+    counts = re.findall(r"frame=\s*(\d+)", decoded)
+    return {
+        "codec": v.codec, "pix_fmt": pix[1] if pix else None, "width": v.width, "height": v.height,
+        "fps": v.avg_fps, "frames": int(counts[-1]) if counts else 0, "duration": info.duration,
+        "audio_codec": info.audio.codec if info.audio else None,
+        "faststart": _moov_before_mdat(path),
+    }
+
+
+def _moov_before_mdat(path: str | os.PathLike) -> bool:
+    """True when the MP4 index (moov) precedes the media data, so browsers can start playing."""
+    with open(path, "rb") as f:
+        pos = 0
+        while True:
+            header = f.read(8)
+            if len(header) < 8:
+                return False
+            size, kind = int.from_bytes(header[:4], "big"), header[4:8]
+            if kind in (b"moov", b"mdat"):
+                return kind == b"moov"
+            if size == 1:  # 64-bit size follows
+                size = int.from_bytes(f.read(8), "big")
+                pos += size
+            else:
+                pos += size
+            if size < 8:
+                return False
+            f.seek(pos)

@@ -9,10 +9,11 @@ rule normalize:
         frames=directory(data("ori_imgs")),
         audio=data("aud.wav"),
         manifest=manifest("normalize"),
+    # min_seconds only accepts or refuses a video, so it is not a param (changing it must not
+    # rerun normalize and everything after it); the script reads it from the config.
     params:
         resolution=config["preprocess"]["resolution"],
         crop_scale=config["preprocess"]["crop_scale"],
-        min_seconds=config["preprocess"]["min_seconds"],
     conda:
         CONDA_ENV
     log:

@@ -9,5 +9,6 @@ run_from_snakemake(
     frames_dir=snakemake.output.frames,
     audio_path=snakemake.output.audio,
     manifest_path=snakemake.output.manifest,
+    min_seconds=snakemake.config["preprocess"]["min_seconds"],  # a check, not a result param
     **dict(snakemake.params.items()),
 )

@@ -1,0 +1,203 @@
+"""The ER-NeRF head: a region-aware tri-plane NeRF conditioned on audio and eye blink.
+
+Architecture (ERNERF_FACTS.md section 2): three 2D hash grids on the xy/yz/xz projections;
+``AudioNet`` + ``AudioAttNet`` give a 32-d audio code; at each point an MLP gives
+per-channel attention on the audio code and a sigmoid gate on the eye value; a bias-free
+density MLP (exp activation) and a colour MLP on SH-encoded view direction, geometry
+feature and a per-frame individual code; an uncertainty MLP on detached features.
+
+Public API (stable, used by the torso and render stages):
+
+- ``build_head(model_cfg, audio_shape=(W, C), n_individual=N) -> HeadNetwork``
+  ``model_cfg`` is the ``model:`` config section (see :func:`head_config_from_dict`).
+- ``HeadNetwork.encode_audio(windows [8, C, W] or [B, 8, C, W]) -> [1 or B, 32]``
+- ``HeadNetwork.forward(x [P,3], d [P,3], enc_a [1,32], ind_code [4] | None, eye [1,1] | None)``
+  -> dict ``sigma`` [P], ``color`` [P,3], ``ambient_aud`` [P], ``ambient_eye`` [P], ``uncertainty`` [P]
+- ``HeadNetwork.density(x, enc_a, eye) -> sigma [P]``
+- ``HeadNetwork.individual_code(index | None)`` (None at test time: code 0, as the reference)
+- ``HeadNetwork.param_groups(lr, lr_net)``: AdamW groups with the reference's learning rates
+- ``HeadNetwork.occupancy``: the :class:`~ernerf_core.model.occupancy.OccupancyGrid`
+- ``HeadNetwork.config``: the :class:`HeadConfig` (``as_dict()`` is what checkpoints store)
+
+Coordinates follow the reference: points in ``[-bound, bound]^3``, training AABB
+``[-b, -b/2, -b, b, b/2, b]``, cameras in the OpenCV convention after
+:func:`ernerf_core.model.rays.nerf_matrix_to_ngp`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .audio import AudioAttNet, AudioNet
+from .encoders import HashGridSpec, TriPlaneHashGrid, sh_encode
+from .occupancy import OccupancyGrid
+
+PLANES = TriPlaneHashGrid.PLANES
+
+
+@dataclass
+class HeadConfig:
+    """Everything needed to rebuild a head network (saved in checkpoints and model.pt)."""
+
+    audio_in: int  # C, feature channels
+    audio_window: int  # W, feature steps per frame
+    n_individual: int  # individual codes (one per training frame)
+    grids: dict[str, HashGridSpec] = field(default_factory=lambda: {p: HashGridSpec() for p in PLANES})
+    audio_dim: int = 32
+    individual_dim: int = 4
+    bound: float = 1.0
+    min_near: float = 0.05
+    occupancy_resolution: int = 128
+    max_samples: int = 16
+    density_thresh: float = 10.0
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["grids"] = {p: s.as_dict() for p, s in self.grids.items()}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> HeadConfig:
+        d = dict(d)
+        d["grids"] = {p: HashGridSpec(**g) for p, g in d["grids"].items()}
+        return cls(**d)
+
+
+def head_config_from_dict(model_cfg: dict, audio_shape: tuple[int, int], n_individual: int) -> HeadConfig:
+    """HeadConfig from the ``model:`` config section (missing keys = reference defaults).
+
+    ``model_cfg``: ``{"grids": {"xy"|"yz"|"xz": {levels, features_per_level, log2_table_size,
+    base_resolution, finest_resolution}}, "max_samples", "occupancy_resolution",
+    "density_thresh"}``. ``audio_shape`` = (W, C) of the features file ``[N, W, C]``.
+    """
+    grids_cfg = model_cfg.get("grids", {}) or {}
+    grids = {p: HashGridSpec(**(grids_cfg.get(p) or {})) for p in PLANES}
+    extra = {k: model_cfg[k] for k in ("max_samples", "occupancy_resolution", "density_thresh")
+             if k in model_cfg}
+    W, C = audio_shape
+    return HeadConfig(audio_in=int(C), audio_window=int(W), n_individual=int(n_individual),
+                      grids=grids, **extra)
+
+
+class MLP(nn.Module):
+    """Bias-free ReLU MLP, no output activation (the reference's ``MLP``)."""
+
+    def __init__(self, dim_in: int, dim_out: int, dim_hidden: int, num_layers: int):
+        super().__init__()
+        dims = [dim_in] + [dim_hidden] * (num_layers - 1) + [dim_out]
+        self.net = nn.ModuleList(nn.Linear(a, b, bias=False) for a, b in zip(dims[:-1], dims[1:], strict=True))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i, layer in enumerate(self.net):
+            x = layer(x)
+            if i < len(self.net) - 1:
+                x = F.relu(x, inplace=True)
+        return x
+
+
+class _TruncExp(torch.autograd.Function):
+    """exp(x) whose gradient uses exp(clamp(x, max=15)): keeps early training finite."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.exp(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g * torch.exp(x.clamp(max=15))
+
+
+def trunc_exp(x: torch.Tensor) -> torch.Tensor:
+    return _TruncExp.apply(x)
+
+
+class HeadNetwork(nn.Module):
+    """The ER-NeRF head field plus its occupancy grid. See the module docstring for the API."""
+
+    def __init__(self, cfg: HeadConfig):
+        super().__init__()
+        self.config = cfg
+        b = cfg.bound
+        self.register_buffer("aabb", torch.tensor([-b, -b / 2, -b, b, b / 2, b], dtype=torch.float32))
+        self.audio_net = AudioNet(cfg.audio_in, cfg.audio_dim)
+        self.audio_att_net = AudioAttNet(cfg.audio_dim)
+        self.encoder = TriPlaneHashGrid(cfg.grids, bound=b)
+        in_dim = self.encoder.out_dim
+        self.eye_att_net = MLP(in_dim, 1, 16, 2)
+        self.aud_ch_att_net = MLP(in_dim, cfg.audio_dim, 64, 2)
+        self.geo_feat_dim = 64
+        self.sigma_net = MLP(in_dim + cfg.audio_dim + 1, 1 + self.geo_feat_dim, 64, 3)
+        self.color_net = MLP(16 + self.geo_feat_dim + cfg.individual_dim, 3, 64, 2)
+        self.unc_net = MLP(in_dim, 1, 32, 2)
+        self.individual_codes = nn.Parameter(torch.randn(cfg.n_individual, cfg.individual_dim) * 0.1)
+        self.occupancy = OccupancyGrid(cfg.occupancy_resolution, bound=b, aabb=self.aabb.tolist(),
+                                       density_thresh=cfg.density_thresh)
+
+    # --- audio -----------------------------------------------------------------------------
+    def encode_audio(self, windows: torch.Tensor) -> torch.Tensor:
+        """windows [8, C, W] (one frame) or [B, 8, C, W] -> audio codes [1 or B, audio_dim]."""
+        if windows.dim() == 3:
+            windows = windows.unsqueeze(0)
+        B, S = windows.shape[:2]
+        codes = self.audio_net(windows.flatten(0, 1)).view(B, S, -1)  # [B, 8, 32]
+        return self.audio_att_net(codes)
+
+    def individual_code(self, index: int | None) -> torch.Tensor:
+        """The frame's code in training; code 0 for unseen (test/driving) frames."""
+        return self.individual_codes[0 if index is None else int(index)]
+
+    # --- field -----------------------------------------------------------------------------
+    def _density(self, enc_x: torch.Tensor, enc_a: torch.Tensor, eye: torch.Tensor | None):
+        aud_ch_att = self.aud_ch_att_net(enc_x)  # [P, 32]
+        enc_w = enc_a * aud_ch_att
+        eye_att = torch.sigmoid(self.eye_att_net(enc_x))  # [P, 1]
+        e = (eye.reshape(1, 1) if eye is not None else enc_x.new_zeros(1, 1)) * eye_att
+        h = self.sigma_net(torch.cat([enc_x, enc_w, e], dim=-1))
+        return trunc_exp(h[:, 0]), h[:, 1:], aud_ch_att, eye_att
+
+    def density(self, x: torch.Tensor, enc_a: torch.Tensor, eye: torch.Tensor | None) -> torch.Tensor:
+        """sigma [P] at points x [P, 3]."""
+        return self._density(self.encoder(x), enc_a, eye)[0]
+
+    def forward(self, x: torch.Tensor, d: torch.Tensor, enc_a: torch.Tensor,
+                ind_code: torch.Tensor | None, eye: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        enc_x = self.encoder(x)  # [P, 36]
+        sigma, geo, aud_ch_att, eye_att = self._density(enc_x, enc_a, eye)
+        if ind_code is None:
+            ind_code = self.individual_codes[0]
+        h = torch.cat([sh_encode(d), geo, ind_code.view(1, -1).expand(x.shape[0], -1)], dim=-1)
+        color = torch.sigmoid(self.color_net(h)) * (1 + 2 * 0.001) - 0.001
+        uncertainty = F.softplus(self.unc_net(enc_x.detach()))[:, 0]
+        return {"sigma": sigma, "color": color, "ambient_aud": aud_ch_att.norm(dim=-1),
+                "ambient_eye": eye_att[:, 0], "uncertainty": uncertainty}
+
+    # --- optimisation ----------------------------------------------------------------------
+    def param_groups(self, lr: float = 1e-2, lr_net: float = 1e-3) -> list[dict]:
+        """AdamW groups as the reference: grids at ``lr`` (AdamW's default weight decay 0.01,
+        as the reference leaves it), MLPs and codes at ``lr_net`` (no decay), the audio
+        attention net at ``5 * lr_net`` with decay 1e-4."""
+        return [
+            {"name": "audio_net", "params": list(self.audio_net.parameters()), "lr": lr_net, "weight_decay": 0.0},
+            {"name": "encoder", "params": list(self.encoder.parameters()), "lr": lr, "weight_decay": 0.01},
+            {"name": "sigma_net", "params": list(self.sigma_net.parameters()), "lr": lr_net, "weight_decay": 0.0},
+            {"name": "color_net", "params": list(self.color_net.parameters()), "lr": lr_net, "weight_decay": 0.0},
+            {"name": "audio_att_net", "params": list(self.audio_att_net.parameters()), "lr": lr_net * 5,
+             "weight_decay": 1e-4},
+            {"name": "individual_codes", "params": [self.individual_codes], "lr": lr_net, "weight_decay": 0.0},
+            {"name": "aud_ch_att_net", "params": list(self.aud_ch_att_net.parameters()), "lr": lr_net,
+             "weight_decay": 0.0},
+            {"name": "unc_net", "params": list(self.unc_net.parameters()), "lr": lr_net, "weight_decay": 0.0},
+            {"name": "eye_att_net", "params": list(self.eye_att_net.parameters()), "lr": lr_net,
+             "weight_decay": 0.0},
+        ]
+
+
+def build_head(model_cfg: dict, audio_shape: tuple[int, int], n_individual: int) -> HeadNetwork:
+    """The head network from the ``model:`` config section and the features' (W, C)."""
+    return HeadNetwork(head_config_from_dict(model_cfg, audio_shape, n_individual))

@@ -1,0 +1,208 @@
+"""The torso network (ER-NeRF's adaptive pose encoding) and its 2D alpha grid.
+
+The torso is a 2D field over image pixels, not a NeRF: for pixel coordinates ``x`` in
+[-1, 1]^2 it predicts alpha and colour, conditioned on the head pose so the shoulders move
+with the head.
+
+- Pose code: three trainable anchor points (homogeneous, [3, 4]) are carried into the
+  camera by the head pose and projected (x/z, y/z): 6 numbers, frequency encoded (3
+  octaves -> 42 dims).
+- Deformation: frequency-encoded pixel (8 octaves -> 34 dims) + pose code + the frame's
+  8-dim torso individual code -> MLP (hidden 32, 3 layers) -> 2D offset. The pixel is first
+  shrunk by 0.8, then offset and clamped to [-1, 1].
+- Colour: a 2D multiresolution grid (16 levels x 2 features, base 16, finest 2048) at the
+  deformed pixel + the encodings above -> MLP (hidden 32, 3 layers) -> alpha, RGB.
+- Alpha grid: a 128^2 map of the torso's alpha refreshed every few steps (5x5 max-pool
+  dilation, EMA ``max(old * 0.95, new)``); pixels whose grid alpha is below
+  ``min(0.01, mean)`` are not evaluated (they are background).
+- Composite: ``bg' = torso * alpha + bg * (1 - alpha)``; the head is drawn over ``bg'``.
+
+Pixel coordinates: ``x`` runs along the width, ``y`` along the height, both mapped with
+``2 * i / (n - 1) - 1`` (see :func:`pixel_coords`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .encoders import FrequencyEncoder, HashGrid, HashGridSpec, hash_grid_indices
+
+# Initial anchors (homogeneous), the reference's values: a little in front of the head.
+ANCHOR_INIT = ((0.01, 0.01, 0.1, 1.0), (-0.1, -0.1, 0.1, 1.0), (0.1, -0.1, 0.1, 1.0))
+
+
+@dataclass
+class TorsoConfig:
+    """Sizes of the torso network. Defaults are ER-NeRF's."""
+
+    grid: HashGridSpec = field(default_factory=lambda: HashGridSpec(
+        levels=16, features_per_level=2, log2_table_size=16, base_resolution=16, finest_resolution=2048))
+    pixel_octaves: int = 8
+    pose_octaves: int = 3
+    individual_dim: int = 8
+    individual_num: int = 10000
+    hidden: int = 32
+    layers: int = 3
+    shrink: float = 0.8
+    alpha_grid_size: int = 128
+    alpha_decay: float = 0.95
+    alpha_threshold: float = 0.01
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TorsoConfig:
+        d = dict(d)
+        if isinstance(d.get("grid"), dict):
+            d["grid"] = HashGridSpec(**d["grid"])
+        return cls(**d)
+
+
+def mlp(dim_in: int, dim_out: int, hidden: int, layers: int) -> nn.Sequential:
+    """Bias-free ReLU MLP with ``layers`` linear layers (the reference's MLP)."""
+    mods: list[nn.Module] = []
+    for i in range(layers):
+        mods.append(nn.Linear(dim_in if i == 0 else hidden, dim_out if i == layers - 1 else hidden, bias=False))
+        if i < layers - 1:
+            mods.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*mods)
+
+
+def pixel_coords(height: int, width: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """[H * W, 2] (x, y) in [-1, 1] for every pixel, row-major (index = row * W + col)."""
+    ys = torch.arange(height, device=device, dtype=torch.float32) / max(height - 1, 1) * 2 - 1
+    xs = torch.arange(width, device=device, dtype=torch.float32) / max(width - 1, 1) * 2 - 1
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=-1)
+
+
+def coords_of_indices(inds: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Flat pixel indices [N] (row * W + col) -> [N, 2] (x, y) in [-1, 1]."""
+    rows = torch.div(inds, width, rounding_mode="floor").float()
+    cols = (inds % width).float()
+    return torch.stack([cols / max(width - 1, 1) * 2 - 1, rows / max(height - 1, 1) * 2 - 1], dim=-1)
+
+
+def grid_encode_with_position_grad(grid: HashGrid, x: torch.Tensor) -> torch.Tensor:
+    """grid(x) for x [P, 2] in [-1, 1] -> [P, L * F], differentiable w.r.t. x as well.
+
+    The deformation MLP learns only through the grid's spatial gradient at the warped pixel
+    (as with torch-ngp's grid encoder); the shared encoder differentiates the table only, so
+    the corner weights are recomputed here with autograd (same rows, same values).
+    """
+    L = grid.spec.levels
+    unit = (x + grid.bound) / (2 * grid.bound)
+    coords = unit.unsqueeze(1).expand(-1, L, -1)  # [P, L, 2]
+    rows, _ = hash_grid_indices(coords.detach(), grid.scale, grid.offset, grid.size, grid.stride,
+                                grid.hashed)  # [P, L, 4], corner c = b1 * 2 + b0
+    pos = coords.clamp(0.0, 1.0) * grid.scale.view(1, L, 1) + 0.5
+    frac = pos - pos.detach().floor()  # [P, L, 2]
+    wx = torch.stack([1 - frac[..., 0], frac[..., 0]], dim=-1)  # [P, L, 2] over b0
+    wy = torch.stack([1 - frac[..., 1], frac[..., 1]], dim=-1)  # [P, L, 2] over b1
+    weights = (wx.unsqueeze(-2) * wy.unsqueeze(-1)).flatten(-2)  # [P, L, 4]
+    vals = grid.table[rows]  # [P, L, 4, F]
+    return (vals * weights.unsqueeze(-1)).sum(dim=2).reshape(x.shape[0], -1)
+
+
+def _sigmoid_range(h: torch.Tensor) -> torch.Tensor:
+    """Sigmoid stretched to [-0.001, 1.001] so 0 and 1 are reachable (reference)."""
+    return torch.sigmoid(h) * 1.002 - 0.001
+
+
+class TorsoNet(nn.Module):
+    """forward(coords [N, 2], pose [4, 4], index) -> alpha [N, 1], rgb [N, 3], offset [N, 2]."""
+
+    def __init__(self, config: TorsoConfig | None = None):
+        super().__init__()
+        self.config = cfg = config or TorsoConfig()
+        self.anchor_points = nn.Parameter(torch.tensor(ANCHOR_INIT, dtype=torch.float32))  # [3, 4]
+        self.pixel_encoder = FrequencyEncoder(2, cfg.pixel_octaves)  # -> 34
+        self.pose_encoder = FrequencyEncoder(6, cfg.pose_octaves)  # -> 42
+        self.individual_codes = nn.Parameter(torch.randn(cfg.individual_num, cfg.individual_dim) * 0.1)
+        cond = self.pixel_encoder.out_dim + self.pose_encoder.out_dim + cfg.individual_dim
+        self.deform_net = mlp(cond, 2, cfg.hidden, cfg.layers)
+        self.grid = HashGrid(cfg.grid, dim=2, bound=1.0)
+        self.color_net = mlp(self.grid.out_dim + cond, 4, cfg.hidden, cfg.layers)
+        g = cfg.alpha_grid_size
+        self.register_buffer("alpha_grid", torch.zeros(g, g))  # [G, G] rows = y, cols = x
+        self.register_buffer("mean_alpha", torch.zeros(()))
+
+    # ---- conditioning -------------------------------------------------------------------
+
+    def pose_code(self, pose: torch.Tensor) -> torch.Tensor:
+        """pose [4, 4] camera-to-world (head at the origin) -> [6] projected anchors."""
+        cam = self.anchor_points @ torch.linalg.inv(pose).T  # [3, 4] anchors in camera space
+        return (cam[:, :2] / cam[:, 3:4] / cam[:, 2:3]).reshape(-1)
+
+    def individual_code(self, index: int | None) -> torch.Tensor:
+        """The frame's code in training; code 0 for any new frame (reference test behaviour)."""
+        return self.individual_codes[0 if index is None else int(index)]
+
+    # ---- field --------------------------------------------------------------------------
+
+    def forward(self, coords: torch.Tensor, pose: torch.Tensor,
+                index: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x = coords * self.config.shrink  # [N, 2]
+        n = x.shape[0]
+        enc_pose = self.pose_encoder(self.pose_code(pose))  # [42]
+        code = self.individual_code(index)  # [8]
+        cond = torch.cat([self.pixel_encoder(x), enc_pose.expand(n, -1), code.expand(n, -1)], dim=-1)
+        offset = self.deform_net(cond)  # [N, 2]
+        warped = (x + offset).clamp(-1.0, 1.0)
+        feat = grid_encode_with_position_grad(self.grid, warped) if torch.is_grad_enabled() \
+            else self.grid(warped)  # [N, 32]
+        h = self.color_net(torch.cat([feat, cond], dim=-1))  # [N, 4]
+        return _sigmoid_range(h[:, :1]), _sigmoid_range(h[:, 1:]), offset
+
+    # ---- alpha grid ---------------------------------------------------------------------
+
+    def alpha_threshold(self) -> float:
+        return min(self.config.alpha_threshold, float(self.mean_alpha))
+
+    def occupied(self, coords: torch.Tensor) -> torch.Tensor:
+        """[N, 2] pixel coords -> [N] bool: may hold torso (grid alpha above threshold)."""
+        grid = self.alpha_grid.view(1, 1, *self.alpha_grid.shape)
+        alpha = F.grid_sample(grid, coords.view(1, -1, 1, 2), mode="bilinear", align_corners=True).view(-1)
+        return alpha > self.alpha_threshold()
+
+    @torch.no_grad()
+    def update_alpha_grid(self, pose: torch.Tensor, index: int | None = None,
+                          generator: torch.Generator | None = None, chunk: int = 65536) -> None:
+        """Re-query alpha at jittered cell centres for one pose, dilate 5x5, EMA-max into the grid."""
+        g = self.config.alpha_grid_size
+        device = self.alpha_grid.device
+        centres = pixel_coords(g, g, device) * (1 - 1 / g)
+        jitter = torch.rand(centres.shape, generator=generator, device=device) * 2 - 1  # [G*G, 2]
+        xy = centres + jitter / g
+        new = torch.cat([self(part, pose, index)[0] for part in xy.split(chunk)]).view(1, 1, g, g)
+        new = F.max_pool2d(new, kernel_size=5, stride=1, padding=2).view(g, g)
+        self.alpha_grid.copy_(torch.maximum(self.alpha_grid * self.config.alpha_decay, new))
+        self.mean_alpha.fill_(self.alpha_grid.mean())
+
+    # ---- compositing --------------------------------------------------------------------
+
+    def composite(self, coords: torch.Tensor, pose: torch.Tensor, bg: torch.Tensor,
+                  index: int | None = None, use_grid: bool = True) -> dict[str, torch.Tensor]:
+        """Torso over the background at coords [N, 2]; bg [N, 3].
+
+        Returns ``rgb`` [N, 3] (= torso * alpha + bg * (1 - alpha)), ``alpha`` [N, 1] and
+        ``offset`` [N, 2]. Pixels the alpha grid marks empty are skipped (alpha 0).
+        """
+        if not use_grid:
+            alpha, color, offset = self(coords, pose, index)
+        else:
+            mask = self.occupied(coords)
+            alpha = coords.new_zeros(coords.shape[0], 1)
+            color = coords.new_zeros(coords.shape[0], 3)
+            offset = coords.new_zeros(coords.shape[0], 2)
+            if mask.any():
+                a, c, o = self(coords[mask], pose, index)
+                alpha = alpha.index_put((mask,), a)
+                color = color.index_put((mask,), c)
+                offset = offset.index_put((mask,), o)
+        return {"rgb": color * alpha + bg * (1 - alpha), "alpha": alpha, "offset": offset}

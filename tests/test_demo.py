@@ -1,0 +1,228 @@
+"""The synthetic demo subject: a real video whose ground truth is true.
+
+The session fixture ``demo_clip`` (conftest.py) renders the 192 x 192, 3 s clip once; these
+tests decode it with ffmpeg and check it against its truth file, and MediaPipe against both.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import numpy as np
+import pytest
+import soundfile as sf
+from scipy.spatial.transform import Rotation
+
+from conftest import DEMO_SECONDS, DEMO_SIZE
+from ernerf_core.demo import FPS, make_demo_subject
+from ernerf_core.demo.face_mesh import EYES, INNER_LIP_LOWER, INNER_LIP_UPPER, detect_landmarks
+from ernerf_core.demo.speech import DEMO_SPEECH, DRIVE_SPEECH, frame_rms, load_clip
+from ernerf_core.errors import StageError
+from ernerf_core.fsio import read_json
+from ernerf_core.media.ffmpeg import ffmpeg_command, run_ffmpeg
+
+N_FRAMES = int(round(DEMO_SECONDS * FPS))
+
+
+def decode_frames(path, size: int) -> np.ndarray:
+    """[N, size, size, 3] uint8 RGB frames of a video."""
+    raw = run_ffmpeg(["-i", path, "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]).stdout
+    return np.frombuffer(raw, np.uint8).reshape(-1, size, size, 3)
+
+
+def decode_audio(path) -> np.ndarray:
+    """[T] float32 16 kHz mono audio track of a media file."""
+    raw = run_ffmpeg(["-i", path, "-vn", "-ac", "1", "-ar", "16000", "-f", "f32le", "pipe:1"]).stdout
+    return np.frombuffer(raw, np.float32)
+
+
+def stream_info(path) -> str:
+    """ffmpeg's description of the file's streams (there is no ffprobe here)."""
+    proc = subprocess.run(ffmpeg_command(["-i", path]), capture_output=True, text=True)
+    return proc.stderr
+
+
+def unpack_masks(truth) -> np.ndarray:
+    n, h, w = truth["mask_shape"]
+    return np.unpackbits(truth["head_mask"], axis=-1, count=int(w)).astype(bool).reshape(n, h, w)
+
+
+@pytest.fixture(scope="module")
+def truth(demo_clip):
+    with np.load(demo_clip["truth"]) as npz:
+        return {k: npz[k] for k in npz.files}
+
+
+@pytest.fixture(scope="module")
+def frames(demo_clip):
+    return decode_frames(demo_clip["video"], DEMO_SIZE)
+
+
+@pytest.fixture(scope="module")
+def detections(frames):
+    """MediaPipe landmarks ([478, 3] normalised, or None) on every 3rd frame."""
+    return {i: detect_landmarks(frames[i]) for i in range(0, len(frames), 3)}
+
+
+def test_video_has_requested_size_rate_length_and_audio(demo_clip, frames):
+    info = stream_info(demo_clip["video"])
+    assert re.search(r"Video: h264 .*yuv420p.*\b%dx%d\b.*\b25 fps" % (DEMO_SIZE, DEMO_SIZE), info), info
+    assert re.search(r"Audio: aac .*16000 Hz, mono", info), info
+    assert frames.shape == (N_FRAMES, DEMO_SIZE, DEMO_SIZE, 3)
+    audio = decode_audio(demo_clip["video"])
+    assert abs(len(audio) / 16000 - DEMO_SECONDS) < 0.1
+    assert np.sqrt(np.mean(audio ** 2)) > 0.01  # speech, not silence
+
+
+def test_truth_arrays_have_consistent_shapes(truth):
+    n, s = N_FRAMES, DEMO_SIZE
+    assert set(truth) == {"euler_deg", "rotation", "trans", "focal", "vertices", "landmarks_2d", "blink",
+                          "blink_frames", "mouth_open", "head_mask", "mask_shape", "fps", "size"}
+    assert truth["euler_deg"].shape == (n, 3) and truth["euler_deg"].dtype == np.float32
+    assert truth["rotation"].shape == (n, 3, 3) and truth["trans"].shape == (n, 3)
+    assert truth["vertices"].shape == (478, 3)
+    assert truth["landmarks_2d"].shape == (n, 478, 2) and truth["landmarks_2d"].dtype == np.float32
+    for key in ("blink", "mouth_open"):
+        assert truth[key].shape == (n,) and truth[key].dtype == np.float32
+    assert tuple(truth["mask_shape"]) == (n, s, s)
+    assert truth["head_mask"].shape == (n, s, (s + 7) // 8)
+    assert int(truth["fps"]) == 25 and int(truth["size"]) == s and float(truth["focal"]) > 0
+
+
+def test_pose_is_smooth_within_range_and_explains_the_landmarks(truth):
+    euler = truth["euler_deg"]
+    assert np.abs(euler).max() <= 12.0
+    assert np.ptp(euler[:, 1]) > 1.0  # the head does move
+    assert np.abs(np.diff(euler, axis=0)).max() < 2.0  # <= 2 degrees per frame: smooth
+    expected = Rotation.from_euler("xyz", euler, degrees=True).as_matrix()
+    np.testing.assert_allclose(truth["rotation"], expected, atol=1e-5)
+    # Points that neither jaw nor eyelids move project exactly where the truth says.
+    rigid = [1, 4, 10, 151, 168, 234, 454, 70, 300]  # nose, forehead, ears, brows
+    cam = np.einsum("nij,vj->nvi", truth["rotation"], truth["vertices"][rigid]) + truth["trans"][:, None]
+    proj = truth["focal"] * cam[..., :2] / cam[..., 2:] + DEMO_SIZE / 2
+    np.testing.assert_allclose(proj, truth["landmarks_2d"][:, rigid], atol=1e-3)
+
+
+def test_blinks_are_present_whole_and_inside_the_clip(truth):
+    blink, peaks = truth["blink"], truth["blink_frames"]
+    assert len(peaks) >= 2
+    assert np.all(blink[peaks] == 1.0) and blink.min() == 0.0 and blink.max() == 1.0
+    assert blink[0] == 0.0 and blink[-1] == 0.0
+    runs = np.diff(np.flatnonzero(np.diff(np.r_[0, blink > 0, 0])))[::2]
+    assert len(runs) == len(peaks) and np.all((runs >= 5) & (runs <= 7)), runs
+
+
+def test_mouth_follows_the_muxed_speech(demo_clip, truth):
+    mouth = truth["mouth_open"]
+    assert mouth.min() >= 0.0 and mouth.max() == pytest.approx(1.0)
+    audio = decode_audio(demo_clip["video"])  # the AAC track, as a viewer hears it
+    loud = np.log(frame_rms(audio, N_FRAMES, FPS) + 1e-4)
+    assert np.corrcoef(loud, mouth)[0, 1] > 0.8
+
+
+def test_head_mask_covers_face_and_hair_only(truth):
+    masks = unpack_masks(truth)
+    share = masks.mean(axis=(1, 2))
+    assert np.all((share > 0.05) & (share < 0.3)), share
+    lm = np.floor(truth["landmarks_2d"]).astype(int)
+    for i in range(0, N_FRAMES, 10):
+        for k in (1, 10, 152, 234, 454):  # nose tip, forehead, chin, cheeks near the ears
+            x, y = lm[i, k]
+            assert masks[i, y, x], (i, k)
+        top = np.flatnonzero(masks[i].any(axis=1))[0]
+        assert top < truth["landmarks_2d"][i, 10, 1] - 0.1 * DEMO_SIZE  # hair above the forehead
+        assert not masks[i, -1].any()  # the body is not head
+
+
+def test_mediapipe_finds_the_face_where_the_truth_puts_it(truth, detections):
+    found = {i: lm for i, lm in detections.items() if lm is not None}
+    assert len(found) == len(detections)
+    errors = [np.median(np.linalg.norm(lm[:, :2] * DEMO_SIZE - truth["landmarks_2d"][i], axis=1))
+              for i, lm in found.items()]
+    assert np.median(errors) < 1.5 and max(errors) < 3.0, errors
+
+
+def _eye_opening(lm: np.ndarray) -> float:
+    """Mean lid gap over eye width of both eyes ([478, 2] pixels)."""
+    ratios = []
+    for upper, lower in EYES:
+        gap = np.linalg.norm(lm[upper[1:-1]] - lm[lower[1:-1]], axis=1).mean()
+        ratios.append(gap / np.linalg.norm(lm[upper[0]] - lm[upper[-1]]))
+    return float(np.mean(ratios))
+
+
+def _lip_gap(lm: np.ndarray) -> float:
+    return float(np.linalg.norm(lm[INNER_LIP_LOWER[1:-1]] - lm[INNER_LIP_UPPER[1:-1]], axis=1).mean())
+
+
+def test_mediapipe_sees_the_blinks_and_the_mouth(truth, frames):
+    peaks = truth["blink_frames"]
+    open_frames = [i for i in range(0, N_FRAMES, 6) if truth["blink"][max(0, i - 3):i + 4].max() == 0]
+    seen = {i: detect_landmarks(frames[i])[:, :2] * DEMO_SIZE for i in [*peaks, *open_frames]}
+    closed = np.mean([_eye_opening(seen[i]) for i in peaks])
+    opened = np.mean([_eye_opening(seen[i]) for i in open_frames])
+    assert closed < 0.6 * opened, (closed, opened)
+    gaps = [_lip_gap(seen[i]) for i in open_frames]
+    mouth = truth["mouth_open"][open_frames]
+    assert np.corrcoef(gaps, mouth)[0, 1] > 0.7
+
+
+def test_drive_audio_is_different_16k_mono_speech(demo_clip):
+    drive, rate = sf.read(str(demo_clip["drive"]), dtype="float32")
+    info = sf.info(str(demo_clip["drive"]))
+    assert rate == 16000 and info.channels == 1 and info.format == "WAV"
+    assert 5.0 < len(drive) / rate < 9.0
+    np.testing.assert_allclose(drive, load_clip(DRIVE_SPEECH), atol=1e-4)
+    demo = load_clip(DEMO_SPEECH)[: len(drive)]
+    assert abs(np.corrcoef(drive, demo)[0, 1]) < 0.2
+
+
+def test_committed_speech_clips_are_small_and_long_enough():
+    assert DEMO_SPEECH.stat().st_size + DRIVE_SPEECH.stat().st_size < 1_000_000
+    assert 20.0 <= len(load_clip(DEMO_SPEECH)) / 16000 <= 24.0
+    assert 6.0 <= len(load_clip(DRIVE_SPEECH)) / 16000 <= 8.0
+
+
+def test_manifest_records_what_was_made(demo_clip, truth):
+    manifest = read_json(demo_clip["manifest"])
+    assert manifest["stage"] == "demo_subject" and manifest["subject"] == "demo"
+    assert manifest["frames"] == N_FRAMES and manifest["size"] == DEMO_SIZE
+    assert manifest["params"] == {"size": DEMO_SIZE, "seconds": DEMO_SECONDS, "seed": 0}
+    assert manifest["blink_frames"] == truth["blink_frames"].tolist()
+
+
+def _make(out, **kwargs):
+    paths = {"video_path": out / "demo.mp4", "truth_path": out / "demo_truth.npz",
+             "drive_path": out / "drive.wav", "manifest_path": out / "demo.json"}
+    make_demo_subject(**paths, **kwargs)
+    return paths
+
+
+def test_same_seed_same_clip_other_seed_other_motion(tmp_path):
+    a = _make(tmp_path / "a", size=64, seconds=1.2, seed=3)
+    b = _make(tmp_path / "b", size=64, seconds=1.2, seed=3)
+    c = _make(tmp_path / "c", size=64, seconds=1.2, seed=4)
+    ta, tb, tc = (np.load(p["truth_path"]) for p in (a, b, c))
+    for key in ta.files:
+        np.testing.assert_array_equal(ta[key], tb[key], err_msg=key)
+    np.testing.assert_array_equal(decode_frames(a["video_path"], 64), decode_frames(b["video_path"], 64))
+    assert np.abs(ta["euler_deg"] - tc["euler_deg"]).max() > 1.0
+    assert len(ta["blink_frames"]) >= 2  # even 1.2 s holds two blinks
+
+
+@pytest.mark.parametrize("kwargs, problem", [({"size": 191}, "even"), ({"seconds": 0.5}, "shorter")])
+def test_bad_parameters_fail_clearly_and_write_nothing(tmp_path, kwargs, problem):
+    with pytest.raises(StageError, match=problem) as err:
+        _make(tmp_path, **kwargs)
+    assert "[demo] demo_subject:" in str(err.value) and "\n" not in str(err.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_runs_the_same_function(tmp_path):
+    from ernerf_core.cli import main
+
+    assert main(["demo", "--out", str(tmp_path), "--size", "48", "--seconds", "1", "--seed", "1"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.json", "demo.mp4", "demo_truth.npz",
+                                                          "drive.wav"]
+    assert read_json(tmp_path / "demo.json")["params"] == {"size": 48, "seconds": 1.0, "seed": 1}
