@@ -16,13 +16,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import REPO, shared_media
 
-from ernerf_core.audio import AUDIO_FEATURE_FILE, check_compatible, extract_features, frame_count
-from ernerf_core.audio import deepspeech, encoder
+from ernerf_core.audio import (
+    AUDIO_FEATURE_FILE,
+    check_compatible,
+    deepspeech,
+    encoder,
+    extract_features,
+    frame_count,
+)
 from ernerf_core.audio.windows import fit_to_frames, frame_windows
 from ernerf_core.errors import StageError
-
-from conftest import REPO, shared_media
 
 SR = 16000
 BURST_HZ = 1000.0
@@ -47,9 +52,9 @@ def write_signal(path: Path, signal: np.ndarray, rate: int, subtype: str = "PCM_
 def run(tmp_path: Path, audio: Path, backend: str = "mel", checkpoint: str | None = None,
         wav: bool = False, name: str = "f") -> tuple[np.ndarray, dict]:
     out = tmp_path / f"{name}.npy"
-    manifest = extract_features(subject="t", audio=audio, features_path=out, manifest_path=tmp_path / f"{name}.json",
-                                backend=backend, checkpoint=checkpoint,
-                                wav_path=tmp_path / f"{name}.wav" if wav else None)
+    manifest = extract_features(subject="t", audio=audio, features_path=out,
+                                manifest_path=tmp_path / f"{name}.json", backend=backend,
+                                checkpoint=checkpoint, wav_path=tmp_path / f"{name}.wav" if wav else None)
     assert json.loads((tmp_path / f"{name}.json").read_text())["frames"] == manifest["frames"]
     return np.load(out), manifest
 
@@ -154,7 +159,8 @@ def test_compressed_audio_and_video_files_are_decoded(tmp_path, suffix, codec_ar
     from ernerf_core.media.ffmpeg import run_ffmpeg
 
     wav = write_signal(tmp_path / "src.wav", burst_signal(2.3, 44100, 2, burst_frame=30), 44100)
-    video_in = ["-f", "lavfi", "-i", "color=c=gray:size=32x32:rate=25:duration=2.3"] if suffix == ".mp4" else []
+    gray = ["-f", "lavfi", "-i", "color=c=gray:size=32x32:rate=25:duration=2.3"]
+    video_in = gray if suffix == ".mp4" else []
     out = tmp_path / f"clip{suffix}"
     run_ffmpeg(["-loglevel", "error", "-y", *video_in, "-i", str(wav), *codec_args, "-shortest", str(out)])
     feats, manifest = run(tmp_path, out)
@@ -357,7 +363,7 @@ def test_wav2vec_gives_16_step_logit_windows(tmp_path, wav2vec_dir):
     np.testing.assert_array_equal(feats[1, 6:14], feats[0, 8:16])  # consecutive windows share steps
 
 
-def test_wav2vec_default_checkpoint_name_is_the_reference_esperanto_model(tmp_path, wav2vec_dir, empty_hf_cache):
+def test_wav2vec_default_checkpoint_is_the_reference_esperanto_model(tmp_path, wav2vec_dir, empty_hf_cache):
     put_in_hf_cache(wav2vec_dir, empty_hf_cache, "cpierse/wav2vec2-large-xlsr-53-esperanto")
     audio = write_signal(tmp_path / "in.wav", burst_signal(1.0, SR, 1, burst_frame=5), SR)
     feats, manifest = run(tmp_path, audio, backend="wav2vec")
@@ -461,7 +467,8 @@ def test_deepspeech_logits_become_reference_windows():
 
 def test_driving_features_must_match_the_trained_backend_and_dim():
     mel = {"backend": "mel", "checkpoint": None, "feature_shape": [100, 16, 80]}
-    hubert = {"backend": "hubert", "checkpoint": "facebook/hubert-large-ls960-ft", "feature_shape": [50, 2, 1024]}
+    hubert = {"backend": "hubert", "checkpoint": "facebook/hubert-large-ls960-ft",
+              "feature_shape": [50, 2, 1024]}
     check_compatible(mel, {**mel, "feature_shape": [7, 16, 80]}, "s")
     with pytest.raises(StageError, match=r"trained on 'hubert'.*are 'mel'.*audio\.backend: hubert with "
                                          r"audio\.checkpoint: facebook/hubert-large-ls960-ft"):

@@ -12,9 +12,9 @@ import subprocess
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import DEMO_SECONDS, DEMO_SIZE
 from scipy.spatial.transform import Rotation
 
-from conftest import DEMO_SECONDS, DEMO_SIZE
 from ernerf_core.demo import FPS, make_demo_subject
 from ernerf_core.demo.face_mesh import EYES, INNER_LIP_LOWER, INNER_LIP_UPPER, detect_landmarks
 from ernerf_core.demo.speech import DEMO_SPEECH, DRIVE_SPEECH, frame_rms, load_clip
@@ -61,13 +61,23 @@ def frames(demo_clip):
 
 @pytest.fixture(scope="module")
 def detections(frames):
-    """MediaPipe landmarks ([478, 3] normalised, or None) on every 3rd frame."""
-    return {i: detect_landmarks(frames[i]) for i in range(0, len(frames), 3)}
+    """MediaPipe landmarks ([478, 3] normalised, or None) on every frame of the 192 clip."""
+    return detect_landmarks(list(frames))
+
+
+@pytest.fixture(scope="module")
+def clip512(tmp_path_factory):
+    """A 2 s clip at the default size: truth, frames, and MediaPipe on every frame."""
+    paths = _make(tmp_path_factory.mktemp("demo512"), size=512, seconds=2.0, seed=0)
+    with np.load(paths["truth_path"]) as npz:
+        truth = {k: npz[k] for k in npz.files}
+    frames = decode_frames(paths["video_path"], 512)
+    return truth, frames, detect_landmarks(list(frames))
 
 
 def test_video_has_requested_size_rate_length_and_audio(demo_clip, frames):
     info = stream_info(demo_clip["video"])
-    assert re.search(r"Video: h264 .*yuv420p.*\b%dx%d\b.*\b25 fps" % (DEMO_SIZE, DEMO_SIZE), info), info
+    assert re.search(rf"Video: h264 .*yuv420p.*\b{DEMO_SIZE}x{DEMO_SIZE}\b.*\b25 fps", info), info
     assert re.search(r"Audio: aac .*16000 Hz, mono", info), info
     assert frames.shape == (N_FRAMES, DEMO_SIZE, DEMO_SIZE, 3)
     audio = decode_audio(demo_clip["video"])
@@ -127,20 +137,12 @@ def test_head_mask_covers_face_and_hair_only(truth):
     assert np.all((share > 0.05) & (share < 0.3)), share
     lm = np.floor(truth["landmarks_2d"]).astype(int)
     for i in range(0, N_FRAMES, 10):
-        for k in (1, 10, 152, 234, 454):  # nose tip, forehead, chin, cheeks near the ears
+        for k in (1, 10, 199, 234, 454):  # nose tip, forehead, chin, cheeks near the ears
             x, y = lm[i, k]
             assert masks[i, y, x], (i, k)
         top = np.flatnonzero(masks[i].any(axis=1))[0]
-        assert top < truth["landmarks_2d"][i, 10, 1] - 0.1 * DEMO_SIZE  # hair above the forehead
+        assert top < truth["landmarks_2d"][i, 10, 1] - 0.06 * DEMO_SIZE  # hair above the forehead
         assert not masks[i, -1].any()  # the body is not head
-
-
-def test_mediapipe_finds_the_face_where_the_truth_puts_it(truth, detections):
-    found = {i: lm for i, lm in detections.items() if lm is not None}
-    assert len(found) == len(detections)
-    errors = [np.median(np.linalg.norm(lm[:, :2] * DEMO_SIZE - truth["landmarks_2d"][i], axis=1))
-              for i, lm in found.items()]
-    assert np.median(errors) < 1.5 and max(errors) < 3.0, errors
 
 
 def _eye_opening(lm: np.ndarray) -> float:
@@ -156,16 +158,32 @@ def _lip_gap(lm: np.ndarray) -> float:
     return float(np.linalg.norm(lm[INNER_LIP_LOWER[1:-1]] - lm[INNER_LIP_UPPER[1:-1]], axis=1).mean())
 
 
-def test_mediapipe_sees_the_blinks_and_the_mouth(truth, frames):
-    peaks = truth["blink_frames"]
-    open_frames = [i for i in range(0, N_FRAMES, 6) if truth["blink"][max(0, i - 3):i + 4].max() == 0]
-    seen = {i: detect_landmarks(frames[i])[:, :2] * DEMO_SIZE for i in [*peaks, *open_frames]}
-    closed = np.mean([_eye_opening(seen[i]) for i in peaks])
-    opened = np.mean([_eye_opening(seen[i]) for i in open_frames])
-    assert closed < 0.6 * opened, (closed, opened)
-    gaps = [_lip_gap(seen[i]) for i in open_frames]
-    mouth = truth["mouth_open"][open_frames]
-    assert np.corrcoef(gaps, mouth)[0, 1] > 0.7
+def _check_mediapipe_agrees(truth, found, size, max_median_px, max_frame_px):
+    """MediaPipe finds the face on every frame, where the truth landmarks put it."""
+    assert all(lm is not None for lm in found), [i for i, lm in enumerate(found) if lm is None]
+    seen = [lm[:, :2] * size for lm in found]
+    errors = [np.median(np.linalg.norm(lm - truth["landmarks_2d"][i], axis=1)) for i, lm in enumerate(seen)]
+    assert np.median(errors) < max_median_px and max(errors) < max_frame_px, errors
+    return seen
+
+
+def test_mediapipe_agrees_with_the_truth_at_192(truth, detections):
+    seen = _check_mediapipe_agrees(truth, detections, DEMO_SIZE, 1.5, 3.0)
+    # blinks are visible even at this size: the detected eye opening falls with the closure
+    opening = [_eye_opening(lm) for lm in seen]
+    assert np.corrcoef(opening, truth["blink"])[0, 1] < -0.75
+
+
+def test_mediapipe_agrees_with_the_truth_at_512(clip512):
+    truth, frames, found = clip512
+    assert frames.shape == (50, 512, 512, 3)
+    seen = _check_mediapipe_agrees(truth, found, 512, 2.0, 3.5)
+    opening = np.array([_eye_opening(lm) for lm in seen])
+    blink = truth["blink"]
+    assert np.corrcoef(opening, blink)[0, 1] < -0.85
+    assert opening[blink == 1].mean() < 0.5 * opening[blink == 0].mean()
+    gaps = [_lip_gap(lm) for lm in seen]
+    assert np.corrcoef(gaps, truth["mouth_open"])[0, 1] > 0.85
 
 
 def test_drive_audio_is_different_16k_mono_speech(demo_clip):
@@ -220,9 +238,17 @@ def test_bad_parameters_fail_clearly_and_write_nothing(tmp_path, kwargs, problem
 
 
 def test_cli_runs_the_same_function(tmp_path):
-    from ernerf_core.cli import main
+    import argparse
 
-    assert main(["demo", "--out", str(tmp_path), "--size", "48", "--seconds", "1", "--seed", "1"]) == 0
+    from ernerf_core import cli
+    from ernerf_core.demo import add_cli
+
+    assert "ernerf_core.demo" in cli.STAGE_MODULES
+    parser = argparse.ArgumentParser()
+    add_cli(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["demo", "--out", str(tmp_path), "--size", "48", "--seconds", "1",
+                              "--seed", "1"])
+    args.func(args)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.json", "demo.mp4", "demo_truth.npz",
                                                           "drive.wav"]
     assert read_json(tmp_path / "demo.json")["params"] == {"size": 48, "seconds": 1.0, "seed": 1}

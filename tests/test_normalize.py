@@ -282,11 +282,26 @@ def test_shorter_than_min_seconds(tmp_path, face_png):
     expect_stage_error(tmp_path, video, "lasts 1.50 s", "min_seconds = 2")
 
 
-def test_no_face(tmp_path, face_png):
-    video = tmp_path / "noface.mp4"
-    ff("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25", "-f", "lavfi", "-i", "sine", "-t", "2.2",
-       "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", str(video))
+@pytest.fixture(scope="module")
+def coffee_png(tmp_path_factory) -> Path:
+    """A real photo without a face (scikit-image's coffee cup)."""
+    path = tmp_path_factory.mktemp("photo") / "coffee.png"
+    write_png(path, cv2.resize(skdata.coffee(), (256, 256), interpolation=cv2.INTER_AREA))
+    return path
+
+
+def test_no_face(tmp_path, coffee_png):
+    video = make_video(tmp_path / "noface.mp4", coffee_png, vf="scale=256:256")
     expect_stage_error(tmp_path, video, "no face found in", "frames sampled from")
+
+
+def test_face_in_too_few_frames(tmp_path, face_png, coffee_png):
+    video = tmp_path / "brief_face.mp4"  # the face for the first 0.5 s, then a coffee cup
+    ff("-loop", "1", "-framerate", "25", "-i", str(face_png), "-loop", "1", "-framerate", "25",
+       "-i", str(coffee_png), "-f", "lavfi", "-i", "sine", "-t", str(SECONDS),
+       "-filter_complex", "[0:v][1:v]overlay=enable='gte(t,0.5)'[v]", "-map", "[v]", "-map", "2:a",
+       "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", str(video))
+    expect_stage_error(tmp_path, video, "a face was found in only 1 of")
 
 
 def test_audio_much_shorter_than_video(tmp_path, face_png):

@@ -78,7 +78,8 @@ def load_local_checkpoint(subject: str, backend: str, name: str, *, model_cls: t
         preprocessor = preprocessor_cls.from_pretrained(ref, local_files_only=True)
     except (OSError, ValueError, TypeError) as err:
         raise StageError(subject, STAGE, f"{backend} checkpoint '{name}' ({where}) has no usable "
-                         f"{preprocessor_cls.__name__} files: {_first_line(err)}", _how_to_get(name)) from None
+                         f"{preprocessor_cls.__name__} files: {_first_line(err)}",
+                         _how_to_get(name)) from None
     model.eval()
     return LocalCheckpoint(model=model, preprocessor=preprocessor, name=name, source=where, config=config)
 

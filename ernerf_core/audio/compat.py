@@ -25,11 +25,14 @@ def check_compatible(trained_manifest: dict[str, Any], driving_manifest: dict[st
                          f"are '{d_backend}'",
                          f"set {use} and rerun so the driving audio is featurised the same way "
                          f"(or retrain the model on '{d_backend}' features)")
-    t_shape, d_shape = trained_manifest.get("feature_shape", [])[1:], driving_manifest.get("feature_shape", [])[1:]
+    # [N, W, C]: N differs with the audio's length, the per-frame shape [W, C] must not.
+    t_shape = trained_manifest.get("feature_shape", [])[1:]
+    d_shape = driving_manifest.get("feature_shape", [])[1:]
     if t_shape != d_shape:
         raise StageError(subject, stage,
                          f"the model was trained on {t_backend} features of {t_shape} per frame "
-                         f"(checkpoint {t_ckpt}) but the driving features are {d_shape} (checkpoint {d_ckpt})",
+                         f"(checkpoint {t_ckpt}) but the driving features are {d_shape} "
+                         f"(checkpoint {d_ckpt})",
                          f"set {use} and rerun the driving features")
     if t_ckpt != d_ckpt:
         log.warning("%s: trained on %s features from %s, driving features from %s: same shape, "

@@ -23,8 +23,9 @@ graph is missing the backend fails at once, saying what to install and where to 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from scipy.fft import dct

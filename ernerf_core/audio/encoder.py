@@ -20,7 +20,8 @@ extractor says) over the whole file before chunking, so every chunk sees the sam
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 

@@ -55,8 +55,8 @@ def extract_features(subject: str, audio: str | os.PathLike, features_path: str 
     source, samples = _decode(subject, audio)
     n_frames = frame_count(len(samples))
     if n_frames < 1:
-        raise StageError(subject, STAGE, f"{audio} holds {len(samples) / SAMPLE_RATE * 1000:.1f} ms of audio, "
-                         f"less than half a 25 fps frame", "give an audio file of at least 20 ms")
+        raise StageError(subject, STAGE, f"{audio} holds {len(samples) / SAMPLE_RATE * 1000:.1f} ms of "
+                         f"audio, less than half a 25 fps frame", "give an audio file of at least 20 ms")
     fitted = fit_to_frames(samples, n_frames)  # [640 N]
     duration = len(samples) / SAMPLE_RATE
 
@@ -112,10 +112,12 @@ def _decode(subject: str, audio: str | os.PathLike) -> tuple[dict[str, Any], np.
                          "check the path in config (subjects / driving_audio)") from None
     except NoAudioStreamError:
         raise StageError(subject, STAGE, f"{audio} has no audio stream",
-                         "give a file with sound (any audio format, or a video with an audio track)") from None
+                         "give a file with sound (any audio format, or a video with an audio "
+                         "track)") from None
     except MediaError as err:
         raise StageError(subject, STAGE, f"ffmpeg cannot decode {audio}: {str(err).splitlines()[0]}",
-                         "give an audio or video file ffmpeg can read (wav, flac, mp3, m4a, mp4...)") from None
+                         "give an audio or video file ffmpeg can read (wav, flac, mp3, m4a, "
+                         "mp4...)") from None
     source = info.to_dict()
     source["decoded_seconds"] = len(samples) / SAMPLE_RATE
     return source, samples

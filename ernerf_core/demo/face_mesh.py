@@ -56,21 +56,27 @@ def tesselation_triangles() -> np.ndarray:
     return np.array(faces, dtype=np.int32)
 
 
-def detect_landmarks(image_rgb: np.ndarray) -> np.ndarray | None:
-    """[478, 3] float32 MediaPipe landmarks (x, y normalised to the image, z relative), or None.
+def detect_landmarks(images_rgb: list[np.ndarray]) -> list[np.ndarray | None]:
+    """Per image [478, 3] float32 MediaPipe landmarks (x, y normalised to the image, z
+    relative), or None where no face is found.
 
-    image_rgb: [H, W, 3] uint8. Static-image mode: every call is an independent detection.
+    images_rgb: [H, W, 3] uint8 each. Static-image mode: every image is detected on its own,
+    never tracked from the previous one.
     """
     import mediapipe as mp
 
+    found: list[np.ndarray | None] = []
     with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1,
                                          refine_landmarks=True,
                                          min_detection_confidence=0.5) as mesh:
-        result = mesh.process(np.ascontiguousarray(image_rgb))
-    if not result.multi_face_landmarks:
-        return None
-    points = result.multi_face_landmarks[0].landmark
-    return np.array([[p.x, p.y, p.z] for p in points], dtype=np.float32)
+        for image in images_rgb:
+            result = mesh.process(np.ascontiguousarray(image))
+            if not result.multi_face_landmarks:
+                found.append(None)
+                continue
+            points = result.multi_face_landmarks[0].landmark
+            found.append(np.array([[p.x, p.y, p.z] for p in points], dtype=np.float32))
+    return found
 
 
 def person_mask(image_rgb: np.ndarray) -> np.ndarray:

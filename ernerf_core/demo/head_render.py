@@ -20,6 +20,7 @@ from .rig import FOCAL_PHOTO, JAW_MAX_DEG, PHOTO_SIZE, HeadRig
 
 MOUTH_DARK = np.array([46.0, 16.0, 20.0], np.float32)  # RGB of the mouth interior
 TEETH_FADE = 0.3  # the teeth fade into the dark over this share of their height
+LIP_EDGE_PX = 1.5  # width of the soft edge between mouth interior and lower lip
 SUBPIXEL_BITS = 4  # fixed-point precision of the rasteriser
 
 
@@ -145,14 +146,20 @@ class HeadRenderer:
         once that share passes 1 (below the teeth).
         """
         gap_now = np.linalg.norm(dst_cv[self.lip_lo] - dst_cv[self.lip_up], axis=1)
+        gap = np.zeros(len(dst_cv))
         ratio = np.ones(len(dst_cv))
+        gap[self.lip_up] = gap[self.lip_lo] = gap_now
         ratio[self.lip_up] = ratio[self.lip_lo] = gap_now / self.rest_gap
         ratio[[self.lip_up[0], self.lip_up[-1]]] = 1.0  # the corners do not open
         col_up = np.einsum("pk,pkd->pd", bary, self.col_up[corners])
         col_lo = np.einsum("pk,pkd->pd", bary, self.col_lo[corners])
+        t = np.einsum("pk,pk->p", bary, self.lip_t[corners])
         share = np.einsum("pk,pk->p", bary, self.lip_t[corners] * ratio[corners])
         src = col_up + np.clip(share, 0.0, 1.0)[:, None] * (col_lo - col_up)
         dark = np.clip((share - 1.0) / TEETH_FADE, 0.0, 1.0)
+        # fade out over the last pixel before the lower lip: an anti-aliased lip edge
+        to_lip_px = (1.0 - t) * np.einsum("pk,pk->p", bary, gap[corners])
+        dark *= np.clip(to_lip_px / LIP_EDGE_PX, 0.0, 1.0)
         return src, dark * dark * (3 - 2 * dark)
 
 

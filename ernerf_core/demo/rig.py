@@ -159,7 +159,7 @@ def build_rig() -> HeadRig:
     from skimage import data
 
     photo = np.ascontiguousarray(data.astronaut()[..., :3])
-    landmarks = fm.detect_landmarks(photo)
+    landmarks = fm.detect_landmarks([photo])[0]
     if landmarks is None:
         raise RuntimeError("MediaPipe found no face in the bundled photo")
     lm_px = landmarks[:, :2] * PHOTO_SIZE  # pixel-edge convention
@@ -179,7 +179,8 @@ def build_rig() -> HeadRig:
     centre = oval_px.mean(axis=0)
     directions = (oval_px - centre) / np.linalg.norm(oval_px - centre, axis=1, keepdims=True)
     face_height = float(oval_px[:, 1].max() - oval_px[:, 1].min())
-    extent = np.array([_ray_extent(head, p, d, 2.0 * face_height) for p, d in zip(oval_px, directions)])
+    extent = np.array([_ray_extent(head, p, d, 2.0 * face_height)
+                       for p, d in zip(oval_px, directions, strict=True)])
     # a circular 5-tap mean keeps the rings from zig-zagging along ragged hair
     extent = np.mean([np.roll(extent, k) for k in range(-2, 3)], axis=0)
     ear_y = lm_px[[234, 454], 1].mean()
@@ -213,7 +214,7 @@ def build_rig() -> HeadRig:
     mouth = _strip_triangles(fm.INNER_LIP_UPPER, fm.INNER_LIP_LOWER)
     chains = [np.array(fm.FACE_OVAL)] + [fm.N_LANDMARKS + k * n_ring + np.arange(n_ring)
                                          for k in range(len(RINGS))]
-    for inner, outer in zip(chains[:-1], chains[1:]):
+    for inner, outer in zip(chains[:-1], chains[1:], strict=True):
         for i in range(n_ring):
             j = (i + 1) % n_ring
             tris += [(inner[i], inner[j], outer[j]), (inner[i], outer[j], outer[i])]

@@ -37,7 +37,7 @@ def frame_rms(samples: np.ndarray, n_frames: int, fps: float) -> np.ndarray:
     """[n_frames] float32 RMS of each video frame's 1/fps audio window (40 ms at 25 fps)."""
     edges = np.round(np.arange(n_frames + 1) * SAMPLE_RATE / fps).astype(int)
     padded = np.pad(samples, (0, max(0, edges[-1] - len(samples))))
-    return np.array([np.sqrt(np.mean(padded[a:b] ** 2)) for a, b in zip(edges[:-1], edges[1:])],
+    return np.array([np.sqrt(np.mean(padded[a:b] ** 2)) for a, b in zip(edges[:-1], edges[1:], strict=True)],
                     dtype=np.float32)
 
 

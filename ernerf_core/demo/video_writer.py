@@ -47,7 +47,8 @@ class H264Writer:
     def write(self, rgb: np.ndarray) -> None:
         """rgb: [size, size, 3] uint8."""
         if rgb.shape != (self.size, self.size, 3) or rgb.dtype != np.uint8:
-            raise ValueError(f"frame must be uint8 [{self.size}, {self.size}, 3], got {rgb.dtype} {rgb.shape}")
+            raise ValueError(f"frame must be uint8 [{self.size}, {self.size}, 3], "
+                             f"got {rgb.dtype} {rgb.shape}")
         try:
             self._proc.stdin.write(np.ascontiguousarray(rgb).tobytes())
         except BrokenPipeError:

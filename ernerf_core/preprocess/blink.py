@@ -1,9 +1,10 @@
 """Stage ``blink``: eye-blink intensity AU45_r per frame, written as OpenFace's ``au.csv``.
 
 Backend ``ear`` (default): the eye aspect ratio (lid opening / eye width, 3D mesh points,
-both eyes averaged) calibrated per subject: the median EAR is "open" (AU45 0), and the
-deepest closure of the clip, bounded to a plausible 40-75% drop, reaches AU45_CLOSED, inside
-OpenFace's range for a full blink; changes within the subject's own jitter count as open.
+both eyes averaged) calibrated per subject: the running median EAR is "open" (AU45 0), and
+the deepest closure of the clip, bounded to a plausible 40-75% drop, reaches AU45_CLOSED,
+inside OpenFace's range for a full blink; changes within the subject's own jitter count as
+open.
 Backend ``openface``: a user's OpenFace CSV, reindexed by ``frame`` to exactly the subject's
 frames; frames OpenFace dropped or failed on are interpolated (the reference crashes there).
 
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import ndimage
 
 from ..errors import StageError
 from ..fsio import atomic_file, read_json, write_manifest
@@ -34,6 +36,7 @@ COLUMNS = ["frame", " face_id", " timestamp", " confidence", " success", " AU45_
 AU45_CLOSED = 2.5            # AU45_r of a fully closed eye (OpenFace blinks peak ~1.5-3)
 CLOSED_DROP = (0.40, 0.75)   # a full blink lowers the EAR by this share of its open value
 NOISE_SIGMAS = 2.0           # EAR changes within this many jitter sigmas count as open
+OPEN_WINDOW_S = 2.0          # the open-eye EAR is a running median over this long
 log = logging.getLogger("ernerf.blink")
 
 
@@ -47,18 +50,24 @@ def eye_aspect_ratio(mesh: np.ndarray) -> np.ndarray:
     return np.mean(ratios, axis=0)
 
 
-def calibrate_au45(ear: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
-    """EAR [N] -> (AU45_r [N] in 0..AU45_CLOSED, the calibration used)."""
-    open_ear = float(np.median(ear))
-    jitter = float(1.4826 * np.median(np.abs(ear - open_ear)))  # robust sigma (MAD)
-    jitter = max(jitter, 0.01 * open_ear)
-    deepest = open_ear - float(ear.min())
-    closed_drop = float(np.clip(deepest, CLOSED_DROP[0] * open_ear, CLOSED_DROP[1] * open_ear))
+def calibrate_au45(ear: np.ndarray, fps: float = 25.0) -> tuple[np.ndarray, dict[str, float]]:
+    """EAR [N] -> (AU45_r [N] in 0..AU45_CLOSED, the calibration used).
+
+    "Open" is the running median EAR over OPEN_WINDOW_S (people open their eyes wider or
+    narrower over a clip; blinks are too short to move a median), and closure is the drop
+    below it as a share of it.
+    """
+    window = int(min(len(ear), round(OPEN_WINDOW_S * fps))) | 1
+    open_ear = ndimage.median_filter(ear, size=window, mode="nearest")
+    drop = 1.0 - ear / np.maximum(open_ear, 1e-6)                  # 0 open, 1 shut
+    jitter = max(float(1.4826 * np.median(np.abs(drop - np.median(drop)))), 0.01)  # robust sigma
+    closed_drop = float(np.clip(drop.max(), *CLOSED_DROP))
     dead = NOISE_SIGMAS * jitter
-    span = max(closed_drop - dead, 0.1 * open_ear)
-    closure = np.clip((open_ear - ear - dead) / span, 0.0, 1.0)
+    span = max(closed_drop - dead, 0.1)
+    closure = np.clip((drop - dead) / span, 0.0, 1.0)
     return (AU45_CLOSED * closure).astype(np.float32), dict(
-        open_ear=open_ear, ear_jitter=jitter, closed_drop=closed_drop, au45_closed=AU45_CLOSED)
+        open_ear_median=float(np.median(open_ear)), drop_jitter=jitter, closed_drop=closed_drop,
+        au45_closed=AU45_CLOSED, open_window_frames=window)
 
 
 def blink_events(au45: np.ndarray, threshold: float = 1.0) -> list[tuple[int, int]]:
@@ -143,7 +152,7 @@ def extract_blink(subject: str, data_dir: str | os.PathLike, au_path: str | os.P
         if landmarks_manifest.exists():
             detected = np.asarray(read_json(landmarks_manifest).get("detected", detected), bool)
         ear = eye_aspect_ratio(mesh.astype(np.float64))
-        au45, calibration = calibrate_au45(ear)
+        au45, calibration = calibrate_au45(ear, fps)
         success, notes = detected, dict(calibration=calibration)
     else:
         if not openface_csv:

@@ -5,13 +5,13 @@ Output is the start of the ER-NeRF subject folder: ``ori_imgs/<i>.jpg`` (numbere
 ``i`` shows time ``i / 25`` s and the audio lasts exactly ``N / 25`` s.
 
 The crop is one fixed square for the whole clip (the reference trains on a static camera):
-MediaPipe face detection on about one frame per second gives the median face centre and
-box size; the square is ``crop_scale`` x the box, centred on the face. The default 2.4
-keeps hair, neck and the top of the shoulders of a typical talking-head frame. When that
-square does not fit in the frame it is shrunk to the frame's shorter side and slid inside
-(``crop_shrunk`` in the manifest). The crop is recorded in source pixels (continuous,
-pixel-edge coordinates of the displayed, auto-rotated frame), so source points map as
-``p_norm = (p_src - [x, y]) * resolution / size``.
+MediaPipe face detection on about one frame per second (5-30 samples, a face in at least
+30 % of them) gives the median face centre and box size; the square is ``crop_scale`` x
+the box, centred on the face. The default 2.4 keeps hair, neck and the top of the
+shoulders of a typical talking-head frame. When that square does not fit in the frame it
+is shrunk to the frame's shorter side and slid inside (``crop_shrunk`` in the manifest).
+The crop is recorded in source pixels (continuous, pixel-edge coordinates of the displayed,
+auto-rotated frame), so source points map as ``p_norm = (p_src - [x, y]) * resolution / size``.
 
 Frames come from a single ffmpeg pass: ``fps=25`` (timestamp based, so variable frame rate
 sources come out right), exact crop, lanczos scale, JPEG written directly.
@@ -48,6 +48,7 @@ MAX_FACE_SAMPLES = 30
 MIN_FACE_SAMPLES = 5  # short clips still get several looks at the face
 DETECT_MAX_SIDE = 640  # samples are downscaled to this for detection (MediaPipe runs at 192-256)
 MIN_DETECTION_SCORE = 0.5
+MIN_FACE_SHARE = 0.3  # of sampled frames that must show a face
 # Frames the video track may fall short of the container's duration without comment
 # (audio priming / last-frame rounding); beyond this it is a shorter video track or damage.
 FRAME_SHORTFALL_OK = 3
@@ -200,6 +201,11 @@ def detect_face(subject: str, video: Path, info: MediaInfo) -> FaceBox:
     if not centres:
         raise StageError(subject, STAGE, f"no face found in {len(frames)} frames sampled from {video}",
                          "use a video where one face is visible, frontal and at least ~40 px tall")
+    # A talking head shows its face nearly all the time; a rare hit is a false detection.
+    if len(centres) < MIN_FACE_SHARE * len(frames):
+        raise StageError(subject, STAGE, f"a face was found in only {len(centres)} of {len(frames)} "
+                         f"frames sampled from {video}",
+                         "use a clip where the face is visible throughout (cut the other parts out)")
     if len(centres) < len(frames) / 2:
         log.warning("a face was found in only %d of %d sampled frames", len(centres), len(frames))
     cx, cy = np.median(np.asarray(centres), axis=0)

@@ -1,0 +1,129 @@
+"""Occupancy grid of the head: which cells of the scene can hold density (ERNERF_FACTS.md s4).
+
+A ``resolution^3`` grid over ``[-bound, bound]^3`` (one cascade, bound 1). Cells no training
+camera sees, and cells outside the training AABB, are marked unusable (-1) once. Every
+``update`` re-queries density at jittered cell centres (with one random training audio
+code and eye value), keeps ``max(old * decay, new)``, and marks a cell occupied when its
+density exceeds ``min(mean density, density_thresh)``, dilated by one cell (the
+reference's less aggressive culling). Ray marching only samples occupied cells.
+
+Cell (ix, iy, iz) has flat index ``(ix * R + iy) * R + iz`` (plain row-major; the CUDA
+reference uses Morton order, which only changes the storage order).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class OccupancyGrid(nn.Module):
+    """Buffers (saved with the model): ``density`` [R^3] f32 (-1 = unusable), ``occupied``
+    [R^3] bool, ``mean_density`` scalar."""
+
+    def __init__(self, resolution: int = 128, bound: float = 1.0, aabb=None, density_thresh: float = 10.0):
+        super().__init__()
+        self.resolution, self.bound, self.density_thresh = int(resolution), float(bound), float(density_thresh)
+        b = self.bound
+        self.aabb = list(aabb) if aabb is not None else [-b, -b, -b, b, b, b]
+        n = self.resolution ** 3
+        self.register_buffer("density", torch.zeros(n))
+        self.register_buffer("occupied", torch.ones(n, dtype=torch.bool))
+        self.register_buffer("mean_density", torch.zeros(()))
+
+    # --- geometry --------------------------------------------------------------------------
+    @property
+    def cell_size(self) -> float:
+        return 2 * self.bound / self.resolution
+
+    def cell_coords(self, flat: torch.Tensor) -> torch.Tensor:
+        """[M] flat indices -> [M, 3] integer cell coordinates."""
+        R = self.resolution
+        return torch.stack([flat // (R * R), (flat // R) % R, flat % R], dim=-1)
+
+    def cell_centres(self, flat: torch.Tensor) -> torch.Tensor:
+        """[M] flat indices -> [M, 3] world positions of the cell centres."""
+        return -self.bound + (self.cell_coords(flat).float() + 0.5) * self.cell_size
+
+    def lookup(self, xyz: torch.Tensor) -> torch.Tensor:
+        """Occupancy at points xyz [..., 3] -> bool [...] (False outside the grid)."""
+        R = self.resolution
+        cell = ((xyz + self.bound) / self.cell_size).floor().long()
+        inside = ((cell >= 0) & (cell < R)).all(dim=-1)
+        cell = cell.clamp(0, R - 1)
+        flat = (cell[..., 0] * R + cell[..., 1]) * R + cell[..., 2]
+        return self.occupied[flat] & inside
+
+    # --- state -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def mark_unseen(self, poses: torch.Tensor, intrinsics, H: int, W: int, max_poses: int = 256,
+                    chunk: int = 1 << 18) -> int:
+        """Mark cells outside the AABB, and cells no camera sees, unusable. Returns usable cells.
+
+        poses [B, 4, 4] camera-to-world. At most ``max_poses`` evenly spaced poses are used
+        (consecutive video frames see nearly the same cells); a 2-cell margin as the reference.
+        """
+        fx, fy, cx, cy = (float(v) for v in intrinsics)
+        R = self.resolution
+        device = self.density.device
+        if poses.shape[0] > max_poses:
+            poses = poses[torch.linspace(0, poses.shape[0] - 1, max_poses).round().long()]
+        poses = poses.to(device=device, dtype=torch.float32)
+        lo = torch.tensor(self.aabb[:3], device=device)
+        hi = torch.tensor(self.aabb[3:], device=device)
+        margin = self.cell_size  # half cell * 2, as the reference
+        seen = torch.zeros(R ** 3, dtype=torch.bool, device=device)
+        for start in range(0, R ** 3, chunk):
+            flat = torch.arange(start, min(start + chunk, R ** 3), device=device)
+            xyz = self.cell_centres(flat)
+            in_box = ((xyz >= lo - self.cell_size / 2) & (xyz <= hi + self.cell_size / 2)).all(dim=-1)
+            flat, xyz = flat[in_box], xyz[in_box]
+            hit = torch.zeros(flat.shape[0], dtype=torch.bool, device=device)
+            for pose in poses:
+                cam = (xyz - pose[:3, 3]) @ pose[:3, :3]  # world -> camera (R^T (x - t))
+                z = cam[:, 2]
+                hit |= (z > 0) & (cam[:, 0].abs() < cx / fx * z + margin) & (cam[:, 1].abs() < cy / fy * z + margin)
+            seen[flat[hit]] = True
+        self.density[~seen] = -1.0
+        self.density[seen] = self.density[seen].clamp(min=0.0)
+        self.occupied.copy_(seen)
+        return int(seen.sum())
+
+    @torch.no_grad()
+    def update(self, density_fn: Callable[[torch.Tensor], torch.Tensor], *, decay: float = 0.95,
+               fraction: float = 1.0, generator: torch.Generator | None = None, chunk: int = 1 << 16) -> None:
+        """Re-query density at jittered centres of the usable cells (a random ``fraction`` of
+        them, 1.0 = all as the reference) and refresh ``occupied``.
+
+        ``density_fn(xyz [M, 3]) -> sigma [M]``.
+        """
+        usable = (self.density >= 0).nonzero().squeeze(1)
+        if fraction < 1.0:
+            n = max(1, int(round(usable.numel() * fraction)))
+            pick = torch.randperm(usable.numel(), generator=generator, device="cpu")[:n].to(usable.device)
+            usable = usable[pick]
+        half = self.cell_size / 2
+        for start in range(0, usable.numel(), chunk):
+            flat = usable[start:start + chunk]
+            jitter = (torch.rand(flat.numel(), 3, generator=generator, device="cpu").to(flat.device) * 2 - 1) * half
+            sigma = density_fn(self.cell_centres(flat) + jitter).reshape(-1).float()
+            self.density[flat] = torch.maximum(self.density[flat] * decay, sigma)
+        self.refresh()
+
+    @torch.no_grad()
+    def refresh(self) -> None:
+        """Threshold the densities (min(mean, density_thresh)) and dilate by one cell."""
+        usable = self.density >= 0
+        self.mean_density.fill_(self.density.clamp(min=0).mean())
+        thresh = min(float(self.mean_density), self.density_thresh)
+        R = self.resolution
+        above = (self.density > thresh).float().view(1, 1, R, R, R)
+        dilated = F.max_pool3d(above, kernel_size=3, stride=1, padding=1).view(-1) > 0
+        self.occupied.copy_(dilated & usable)
+
+    def occupied_share(self) -> float:
+        usable = (self.density >= 0).sum().clamp(min=1)
+        return float(self.occupied.sum() / usable)
