@@ -144,10 +144,11 @@ def test_mel_is_deterministic_and_independent_of_recording_gain(tmp_path):
     assert fa.min() >= -1 and fa.max() == pytest.approx(1.0)
 
 
-def test_mel_of_digital_silence_is_the_floor(tmp_path):
+def test_mel_of_digital_silence_is_the_floor_and_needs_no_checkpoint(tmp_path):
     audio = write_signal(tmp_path / "s.wav", np.zeros((SR, 1), np.float32), SR)
-    feats, _ = run(tmp_path, audio)
+    feats, manifest = run(tmp_path, audio, checkpoint="left/over/from/hubert")
     assert feats.shape == (25, 16, 80) and np.all(feats == -1.0)
+    assert manifest["checkpoint"] is None and manifest["params"]["checkpoint"] == "left/over/from/hubert"
 
 
 @pytest.mark.parametrize("suffix,codec_args", [
@@ -181,6 +182,20 @@ def test_real_speech_clip_through_the_weights_free_backend(tmp_path):
     wav, _ = sf.read(tmp_path / "f.wav")
     rms_db = 10 * np.log10((wav.reshape(n, 640) ** 2).mean(axis=1) + 1e-10)
     assert np.corrcoef(rms_db, central_energy(feats))[0, 1] > 0.8
+
+
+def test_frame_count_agrees_with_normalize_on_a_real_video(tmp_path):
+    """The video's own audio track and normalize's aud.wav give normalize's frame count."""
+    from ernerf_core.preprocess.normalize import normalize
+
+    video = shared_media("talking_face_5s.mp4")
+    data = tmp_path / "data"
+    norm = normalize(subject="t", video=video, frames_dir=data / "ori_imgs", audio_path=data / "aud.wav",
+                     manifest_path=tmp_path / "normalize.json", resolution=32, crop_scale=2.4,
+                     min_seconds=2.0)
+    from_video, _ = run(tmp_path, video, name="video")
+    from_wav, manifest = run(tmp_path, data / "aud.wav", name="wav")
+    assert from_video.shape[0] == from_wav.shape[0] == norm["frames"] == manifest["frames"]
 
 
 # ---------------------------------------------------------------- bad input
@@ -222,20 +237,24 @@ def _feature_extractor():
 
 
 def make_hubert(path: Path, layers: int = 2, hidden: int = 32, seed: int = 0) -> Path:
+    """Laid out like facebook/hubert-large-ls960-ft: a HubertForCTC (weights under `hubert.`)
+    and the feature extractor's preprocessor_config.json."""
     import torch
-    from transformers import HubertConfig, HubertModel
+    from transformers import HubertConfig, HubertForCTC
 
     torch.manual_seed(seed)
     config = HubertConfig(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
-                          intermediate_size=2 * hidden, **_conv_front_end(8))
-    HubertModel(config).save_pretrained(path)
+                          intermediate_size=2 * hidden, vocab_size=32, **_conv_front_end(8))
+    HubertForCTC(config).save_pretrained(path)
     _feature_extractor().save_pretrained(path)
     return path
 
 
 def make_wav2vec(path: Path, vocab_size: int = 44, seed: int = 0) -> Path:
+    """Laid out like the reference's esperanto checkpoint: Wav2Vec2ForCTC, the feature
+    extractor's preprocessor_config.json and the CTC tokenizer's files (vocab.json...)."""
     import torch
-    from transformers import Wav2Vec2Config, Wav2Vec2CTCTokenizer, Wav2Vec2ForCTC, Wav2Vec2Processor
+    from transformers import Wav2Vec2Config, Wav2Vec2CTCTokenizer, Wav2Vec2ForCTC
 
     path.mkdir(parents=True, exist_ok=True)
     letters = list("abcdefghijklmnoprstuvzĉĝĥĵŝŭ'-")[: vocab_size - 3]
@@ -244,7 +263,8 @@ def make_wav2vec(path: Path, vocab_size: int = 44, seed: int = 0) -> Path:
     (path / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
     tokenizer = Wav2Vec2CTCTokenizer(str(path / "vocab.json"), unk_token="[UNK]", pad_token="[PAD]",
                                      word_delimiter_token="|")
-    Wav2Vec2Processor(feature_extractor=_feature_extractor(), tokenizer=tokenizer).save_pretrained(path)
+    _feature_extractor().save_pretrained(path)
+    tokenizer.save_pretrained(path)
     torch.manual_seed(seed)
     config = Wav2Vec2Config(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                             intermediate_size=64, pad_token_id=vocab["[PAD]"], **_conv_front_end(8))
@@ -393,7 +413,7 @@ def test_incomplete_or_wrong_checkpoints_are_refused(tmp_path, hubert_dir, wav2v
     shutil.copy(hubert_dir / "config.json", config_only)
     no_tokenizer = tmp_path / "no-tokenizer"
     no_tokenizer.mkdir()
-    for name in ("config.json", "model.safetensors", "processor_config.json"):
+    for name in ("config.json", "model.safetensors", "preprocessor_config.json"):
         shutil.copy(wav2vec_dir / name, no_tokenizer)
     cases = [
         ("hubert", str(tmp_path / "nowhere"), "not found"),

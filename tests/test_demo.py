@@ -169,9 +169,13 @@ def _check_mediapipe_agrees(truth, found, size, max_median_px, max_frame_px):
 
 def test_mediapipe_agrees_with_the_truth_at_192(truth, detections):
     seen = _check_mediapipe_agrees(truth, detections, DEMO_SIZE, 1.5, 3.0)
-    # blinks are visible even at this size: the detected eye opening falls with the closure
-    opening = [_eye_opening(lm) for lm in seen]
-    assert np.corrcoef(opening, truth["blink"])[0, 1] < -0.75
+    # blinks and speech are visible even at this size
+    opening = np.array([_eye_opening(lm) for lm in seen])
+    blink = truth["blink"]
+    assert np.corrcoef(opening, blink)[0, 1] < -0.85
+    assert opening[blink == 1].mean() < 0.6 * opening[blink == 0].mean()
+    gaps = [_lip_gap(lm) for lm in seen]
+    assert np.corrcoef(gaps, truth["mouth_open"])[0, 1] > 0.6
 
 
 def test_mediapipe_agrees_with_the_truth_at_512(clip512):
@@ -184,6 +188,28 @@ def test_mediapipe_agrees_with_the_truth_at_512(clip512):
     assert opening[blink == 1].mean() < 0.5 * opening[blink == 0].mean()
     gaps = [_lip_gap(lm) for lm in seen]
     assert np.corrcoef(gaps, truth["mouth_open"])[0, 1] > 0.85
+
+
+def test_named_contours_follow_the_mediapipe_topology():
+    from mediapipe.python.solutions import face_mesh_connections as conn
+
+    from ernerf_core.demo.face_mesh import FACE_OVAL, tesselation_triangles
+
+    def edges(chain, closed=False):
+        pairs = list(zip(chain[:-1], chain[1:], strict=True)) + ([(chain[-1], chain[0])] if closed else [])
+        return {frozenset(p) for p in pairs}
+
+    def as_set(connections):
+        return {frozenset(p) for p in connections}
+
+    assert edges(FACE_OVAL, closed=True) == as_set(conn.FACEMESH_FACE_OVAL)
+    assert edges(INNER_LIP_UPPER) | edges(INNER_LIP_LOWER) <= as_set(conn.FACEMESH_LIPS)
+    for (upper, lower), eye in zip(EYES, (conn.FACEMESH_RIGHT_EYE, conn.FACEMESH_LEFT_EYE), strict=True):
+        assert edges(upper) | edges(lower) == as_set(eye)
+    tris = tesselation_triangles()
+    assert tris.shape[1] == 3 and set(np.unique(tris)) == set(range(468))
+    tri_edges = {frozenset(e) for t in tris for e in ((t[0], t[1]), (t[1], t[2]), (t[0], t[2]))}
+    assert tri_edges == as_set(conn.FACEMESH_TESSELATION)
 
 
 def test_drive_audio_is_different_16k_mono_speech(demo_clip):

@@ -10,7 +10,7 @@ import torch
 
 from ernerf_core.metrics.lipsync import (audio_envelope, lagged_correlation, lipsync_score,
                                          mouth_opening_from_landmarks, pearson)
-from ernerf_core.metrics.lpips_metric import load_lpips
+from ernerf_core.metrics.lpips_metric import load_lpips_metric
 from ernerf_core.metrics.psnr import psnr
 from ernerf_core.metrics.ssim import ssim
 
@@ -86,28 +86,27 @@ def test_lipsync_correlation_on_synthetic_signals():
     assert lipsync_score(np.full(150, np.nan), wav, SR)["audio_envelope_corr"] is None
 
 
-def test_lpips_from_local_weights_only(tmp_path):
-    missing, reason = load_lpips(tmp_path / "nowhere.pth")
-    assert missing is None and "nowhere.pth" in reason
-    # A random AlexNet trunk with torchvision's key names and shapes, loaded the way a real one is.
+def test_lpips_from_local_weights_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    missing, reason = load_lpips_metric()
+    assert missing is None and "alexnet-owt-7be5be79.pth" in reason and str(tmp_path) in reason
+    # A random AlexNet trunk with torchvision's key names and shapes, where the real one goes.
     torch.manual_seed(0)
     shapes = {0: (64, 3, 11), 3: (192, 64, 5), 6: (384, 192, 3), 8: (256, 384, 3), 10: (256, 256, 3)}
     state = {}
     for i, (out_c, in_c, k) in shapes.items():
         state[f"features.{i}.weight"] = torch.randn(out_c, in_c, k, k) * (2 / (in_c * k * k)) ** 0.5
         state[f"features.{i}.bias"] = torch.zeros(out_c)
-    path = tmp_path / "alexnet.pth"
+    path = tmp_path / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth"
+    path.parent.mkdir(parents=True)
     torch.save(state, path)
-    metric, reason = load_lpips(path)
+    metric, reason = load_lpips_metric()
     assert reason is None
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
     other = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
-    assert metric.image_distance(img, img) == pytest.approx(0.0, abs=1e-7)
-    assert metric.image_distance(img, other) > 1e-4
-    torch.save({"classifier.1.weight": torch.zeros(1)}, path)  # wrong file: fails loudly
-    with pytest.raises(KeyError, match="features.0.weight"):
-        load_lpips(path)
+    assert metric.distance(img, img) == pytest.approx(0.0, abs=1e-7)
+    assert metric.distance(img, other) > 1e-4
 
 
 def test_measured_mouth_opening_follows_the_demo_truth(demo_clip):

@@ -8,6 +8,7 @@ a model with randomly initialised layers would give plausible-looking, useless f
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,8 @@ def _how_to_get(name: str) -> str:
 def load_local_checkpoint(subject: str, backend: str, name: str, *, model_cls: type,
                           preprocessor_cls: type, model_types: tuple[str, ...]) -> LocalCheckpoint:
     """``model_cls`` + ``preprocessor_cls`` from directory ``name`` or cached repo ``name``."""
+    # Belt and braces with local_files_only: huggingface_hub reads this when first imported.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoConfig
 
     path = Path(name).expanduser()

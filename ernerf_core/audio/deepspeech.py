@@ -23,7 +23,6 @@ graph is missing the backend fails at once, saying what to install and where to 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -135,9 +134,8 @@ def import_tensorflow(subject: str):
     return tf
 
 
-def load_graph(subject: str, path: Path) -> Callable[[np.ndarray], np.ndarray]:
-    """The frozen graph as a function ``[T, 494] -> [T, 29]`` logits."""
-    tf = import_tensorflow(subject)
+def graph_logits(tf: Any, subject: str, path: Path, x: np.ndarray) -> np.ndarray:
+    """Run the frozen graph (TensorFlow module ``tf``) on ``x [T, 494]`` -> logits ``[T, 29]``."""
     graph = tf.Graph()
     try:
         graph_def = tf.compat.v1.GraphDef()
@@ -151,24 +149,21 @@ def load_graph(subject: str, path: Path) -> Callable[[np.ndarray], np.ndarray]:
         raise StageError(subject, STAGE, f"{path} is not the DeepSpeech 0.1.0 frozen graph "
                          f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})",
                          _HOW_TO_GET_GRAPH) from None
-    session = tf.compat.v1.Session(graph=graph)
-
-    def run(x: np.ndarray) -> np.ndarray:
+    with tf.compat.v1.Session(graph=graph) as session:
         out = session.run(logits, feed_dict={inputs: x[np.newaxis], lengths: [x.shape[0]]})
-        return np.asarray(out)[:, 0, :]  # time-major [T, 1, 29] -> [T, 29]
-
-    return run
+    out = np.asarray(out)  # time-major [T, 1, 29]
+    if out.ndim != 3 or out.shape[1:] != (1, VOCAB):
+        raise StageError(subject, STAGE, f"{path} gives logits of shape {out.shape}, not [T, 1, {VOCAB}]",
+                         _HOW_TO_GET_GRAPH)
+    return out[:, 0, :]
 
 
 def deepspeech_features(subject: str, samples: np.ndarray, n_frames: int,
                         checkpoint: str | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """``samples [640 N]`` at 16 kHz -> (``[N, 16, 29]`` float32, facts for the manifest)."""
     path = graph_path(subject, checkpoint)
-    run = load_graph(subject, path)
-    logits = run(network_input(samples))  # [T, 29]
-    if logits.ndim != 2 or logits.shape[1] != VOCAB:
-        raise StageError(subject, STAGE, f"{path} gives logits of shape {logits.shape}, not [T, {VOCAB}]",
-                         _HOW_TO_GET_GRAPH)
+    tf = import_tensorflow(subject)  # both checks before any work
+    logits = graph_logits(tf, subject, path, network_input(samples))  # [T, 29]
     facts = {
         "checkpoint": checkpoint or DEFAULT_GRAPH,
         "checkpoint_source": str(path.resolve()),

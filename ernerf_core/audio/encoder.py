@@ -8,11 +8,12 @@ of ``320 M + 80`` samples gives exactly ``M`` steps; step ``t`` is centred at
 Memory stays bounded on long audio by running overlapping windows: the steps are cut into
 cores of ``CHUNK_STEPS`` (20 s), each run with ``CONTEXT_STEPS`` (5 s) of real signal on
 either side (less at the ends of the audio) and only the core's steps kept. Every window
-starts on a multiple of 320 samples, so its steps are the one-pass steps. The front end
-and the positional convolution (128 steps wide) are local: with no attention layers the
-chunked result equals one pass to float precision (tested). Self-attention is global, so a
-chunk's core sees 5 s around it instead of the whole file; the reference (GeneFace,
-ER-NeRF) cuts HuBERT at hard 20 s boundaries with no context at all.
+starts on a multiple of 320 samples, so its steps are the one-pass steps. A layer-normalised
+front end (the large models') and the positional convolution (128 steps wide) are local:
+with no attention layers the chunked result equals one pass to float precision (tested).
+(The base models' front end uses group norm over the whole window, which is not local.)
+Self-attention is global, so a chunk's core sees 5 s around it instead of the whole file;
+the reference (GeneFace, ER-NeRF) cuts HuBERT at hard 20 s boundaries with no context.
 
 The waveform is normalised (zero mean, unit variance, as the checkpoint's feature
 extractor says) over the whole file before chunking, so every chunk sees the same scale.
@@ -65,10 +66,11 @@ def model_input(subject: str, preprocessor: Any, samples: np.ndarray, n_steps: i
 
 def encode_steps(run: Callable[[Any], Any], values: np.ndarray, n_steps: int, *,
                  chunk_steps: int | None = None, context_steps: int | None = None,
-                 desc: str = "encoder") -> np.ndarray:
+                 device: Any = "cpu", desc: str = "encoder") -> np.ndarray:
     """``values [320 M + 80]`` -> ``[M, C]`` float32, ``run([1, S] tensor) -> [1, S', C]`` per window.
 
-    ``chunk_steps`` / ``context_steps`` default to the module's ``CHUNK_STEPS`` / ``CONTEXT_STEPS``.
+    ``chunk_steps`` / ``context_steps`` default to the module's ``CHUNK_STEPS`` / ``CONTEXT_STEPS``;
+    each window is moved to ``device`` (where the model is).
     """
     import torch
 
@@ -85,7 +87,7 @@ def encode_steps(run: Callable[[Any], Any], values: np.ndarray, n_steps: int, *,
         for a, b in progress(cores, desc=desc, unit="chunk"):
             s0, s1 = max(0, a - context_steps), min(n_steps, b + context_steps)
             window = signal[SAMPLES_PER_STEP * s0: SAMPLES_PER_STEP * s1 + TAIL]
-            out = run(window[None])[0]  # [s1 - s0, C]
+            out = run(window[None].to(device))[0]  # [s1 - s0, C]
             assert out.shape[0] == s1 - s0, (out.shape, s0, s1)
             pieces.append(out[a - s0: b - s0].float().cpu().numpy())
     return np.concatenate(pieces).astype(np.float32)

@@ -62,13 +62,16 @@ def extract_features(subject: str, audio: str | os.PathLike, features_path: str 
 
     module, func = _BACKENDS[backend]
     started = time.perf_counter()
-    features, facts = getattr(importlib.import_module(module), func)(subject, fitted, n_frames, checkpoint)
+    compute = getattr(importlib.import_module(module), func)  # the backend's libraries, once per process
+    load_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    features, facts = compute(subject, fitted, n_frames, checkpoint)
     seconds = time.perf_counter() - started
     if features.shape[0] != n_frames or features.dtype != np.float32 or not np.isfinite(features).all():
         raise RuntimeError(f"{backend} features {features.shape} {features.dtype} for {n_frames} frames")
-    log.info("%s: %s features %s for %.2f s of audio (%d frames) in %.2f s (%.0fx real time)",
-             subject, backend, tuple(features.shape), duration, n_frames, seconds,
-             duration / max(seconds, 1e-9))
+    log.info("%s: %s features %s for %.2f s of audio (%d frames) in %.2f s (%.0fx real time; "
+             "%.1f s more to import the backend's libraries)", subject, backend, tuple(features.shape),
+             duration, n_frames, seconds, duration / max(seconds, 1e-9), load_seconds)
 
     if wav_path is not None:
         from ..media.audio import write_wav
@@ -94,6 +97,7 @@ def extract_features(subject: str, audio: str | os.PathLike, features_path: str 
         wav=os.fspath(wav_path) if wav_path is not None else None,
         source=source,
         extraction_seconds=round(seconds, 3),
+        backend_import_seconds=round(load_seconds, 3),
         **facts,
     )
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ..device import resolve_device
 from .checkpoints import load_local_checkpoint
 from .encoder import check_front_end, chunk_layout, encode_steps, model_input
 from .windows import STEPS_PER_FRAME
@@ -32,14 +33,17 @@ def hubert_features(subject: str, samples: np.ndarray, n_frames: int,
     ckpt = load_local_checkpoint(subject, "hubert", name, model_cls=HubertModel,
                                  preprocessor_cls=Wav2Vec2FeatureExtractor, model_types=("hubert",))
     check_front_end(subject, "hubert", name, ckpt.config)
+    device = resolve_device("auto")  # CUDA when present: same features up to float rounding
+    ckpt.model.to(device)
     n_steps = STEPS_PER_FRAME * n_frames
     values = model_input(subject, ckpt.preprocessor, samples, n_steps)
     states = encode_steps(lambda x: ckpt.model(x).last_hidden_state, values, n_steps,
-                          desc="HuBERT")  # [2N, hidden]
+                          device=device, desc="HuBERT")  # [2N, hidden]
     hidden = states.shape[1]
     facts = {
         "checkpoint": name,
         "checkpoint_source": ckpt.source,
+        "device": str(device),
         "model": {"type": ckpt.config.model_type, "hidden_size": ckpt.config.hidden_size,
                   "layers": ckpt.config.num_hidden_layers, "output": "last_hidden_state"},
         "window": {"steps": STEPS_PER_FRAME, "step_hz": 50,

@@ -26,6 +26,7 @@ import logging
 from typing import Any
 
 import numpy as np
+from librosa.feature import melspectrogram  # at import: librosa's lazy loading costs ~1-3 s once
 
 from .windows import SAMPLE_RATE, SAMPLES_PER_STEP, STEPS_PER_FRAME, WINDOW_STEPS, frame_windows
 
@@ -53,10 +54,8 @@ WINDOW = {
 
 def mel_steps(samples: np.ndarray, n_frames: int) -> np.ndarray:
     """``samples [640 N]`` float32 at 16 kHz -> log-mel steps ``[2N + 14, 80]`` float32."""
-    import librosa
-
     padded = np.pad(np.asarray(samples, dtype=np.float32), (EDGE_PAD, EDGE_PAD))
-    power = librosa.feature.melspectrogram(
+    power = melspectrogram(
         y=padded, sr=SAMPLE_RATE, n_fft=N_FFT, hop_length=HOP, win_length=N_FFT, window="hann",
         center=False, power=2.0, n_mels=N_MELS, fmin=0.0, fmax=F_MAX)  # [80, M]
     n_steps = STEPS_PER_FRAME * n_frames + WINDOW_STEPS - STEPS_PER_FRAME

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..device import resolve_device
 from .checkpoints import load_local_checkpoint
 from .encoder import check_front_end, chunk_layout, encode_steps, model_input
 from .windows import STEPS_PER_FRAME, WINDOW_STEPS, frame_windows
@@ -34,13 +35,17 @@ def wav2vec_features(subject: str, samples: np.ndarray, n_frames: int,
     ckpt = load_local_checkpoint(subject, "wav2vec", name, model_cls=Wav2Vec2ForCTC,
                                  preprocessor_cls=Wav2Vec2Processor, model_types=("wav2vec2",))
     check_front_end(subject, "wav2vec", name, ckpt.config)
+    device = resolve_device("auto")  # CUDA when present: same features up to float rounding
+    ckpt.model.to(device)
     n_steps = STEPS_PER_FRAME * n_frames
     values = model_input(subject, ckpt.preprocessor, samples, n_steps)
-    logits = encode_steps(lambda x: ckpt.model(x).logits, values, n_steps, desc="wav2vec2")  # [2N, V]
+    logits = encode_steps(lambda x: ckpt.model(x).logits, values, n_steps, device=device,
+                          desc="wav2vec2")  # [2N, vocab]
     vocab = ckpt.preprocessor.tokenizer.convert_ids_to_tokens(list(range(logits.shape[1])))
     facts = {
         "checkpoint": name,
         "checkpoint_source": ckpt.source,
+        "device": str(device),
         "model": {"type": ckpt.config.model_type, "vocab_size": ckpt.config.vocab_size,
                   "layers": ckpt.config.num_hidden_layers, "output": "CTC logits",
                   "labels": vocab},

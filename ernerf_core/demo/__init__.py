@@ -28,10 +28,11 @@ Outputs of ``make_demo_subject``:
                                                MediaPipe topology; the photo's head pose is
                                                the identity, so euler 0 looks like the photo
   ``landmarks_2d`` [N, 478, 2] float32         projected ground-truth positions of the 478
-                                               vertices (after jaw and eyelid motion), video
-                                               pixels, pixel-edge convention (MediaPipe's
-                                               normalised x, y times S; pixel i covers
-                                               [i, i+1])
+                                               vertices (after jaw and eyelid motion; the
+                                               iris points 468..477 follow the head only),
+                                               video pixels, pixel-edge convention
+                                               (MediaPipe's normalised x, y times S; pixel
+                                               i covers [i, i+1])
   ``blink``        [N] float32                 eyelid closure 0..1 (1 = fully closed)
   ``blink_frames`` [B] int64                   frames where a blink peaks (B >= 2)
   ``mouth_open``   [N] float32                 jaw opening 0..1, from the speech envelope

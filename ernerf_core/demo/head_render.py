@@ -22,6 +22,7 @@ MOUTH_DARK = np.array([46.0, 16.0, 20.0], np.float32)  # RGB of the mouth interi
 TEETH_FADE = 0.3  # the teeth fade into the dark over this share of their height
 LIP_EDGE_PX = 1.5  # width of the soft edge between mouth interior and lower lip
 SUBPIXEL_BITS = 4  # fixed-point precision of the rasteriser
+MIN_RENDER_SIZE = 384  # smaller videos are rendered at a multiple of their size, then reduced
 
 
 @dataclass(frozen=True)
@@ -37,12 +38,20 @@ def rotation_x(angle_rad: float) -> np.ndarray:
 
 
 class HeadRenderer:
-    """Renders ``rig`` at ``size`` x ``size`` with a camera of focal ``focal`` (pixels)."""
+    """Renders ``rig`` at ``size`` x ``size`` with a camera of focal ``focal`` (pixels).
+
+    Small sizes are rendered at an integer multiple of at least ``MIN_RENDER_SIZE`` and
+    box-filtered down, so lips, teeth and eyelids stay anti-aliased when they span a few
+    pixels. (``self.size`` is that render size; ``out_size`` the video's.)
+    """
 
     def __init__(self, rig: HeadRig, size: int):
-        self.rig, self.size = rig, int(size)
+        self.out_size = int(size)
+        self.supersample = max(1, -(-MIN_RENDER_SIZE // self.out_size))
+        self.rig, self.size = rig, self.out_size * self.supersample
         scale = self.size / PHOTO_SIZE
-        self.focal = FOCAL_PHOTO * scale
+        self.focal = FOCAL_PHOTO * self.out_size / PHOTO_SIZE  # at the video size
+        self.render_focal = FOCAL_PHOTO * scale
         interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
 
         def resize(img: np.ndarray) -> np.ndarray:
@@ -85,8 +94,8 @@ class HeadRenderer:
         return verts + rig.jaw_weight[:, None] * (jawed - verts)
 
     def project(self, cam: np.ndarray) -> np.ndarray:
-        """[K, 3] camera coords -> [K, 2] pixels (pixel-edge convention)."""
-        return self.focal * cam[:, :2] / cam[:, 2:3] + self.size / 2
+        """[K, 3] camera coords -> [K, 2] pixels at the render size (pixel-edge convention)."""
+        return self.render_focal * cam[:, :2] / cam[:, 2:3] + self.size / 2
 
     def render(self, rotation: np.ndarray, trans: np.ndarray, mouth_open: float,
                blink: float) -> Frame:
@@ -132,9 +141,14 @@ class HeadRenderer:
             crop[yy, xx] = (1.0 - d) * crop[yy, xx] + d * MOUTH_DARK
         rgb = self.photo.copy()
         rgb[y0:y1, x0:x1] = np.clip(crop + 0.5, 0, 255).astype(np.uint8)
-        mask = np.zeros((self.size, self.size), bool)
-        mask[y0:y1, x0:x1] = head > 127
-        return Frame(rgb=rgb, head_mask=mask, landmarks=dst[: fm.N_LANDMARKS].astype(np.float32))
+        mask = np.zeros((self.size, self.size), np.uint8)
+        mask[y0:y1, x0:x1] = head
+        landmarks = dst[: fm.N_LANDMARKS] / self.supersample  # pixel-edge: exact under box filter
+        if self.supersample > 1:
+            out = (self.out_size, self.out_size)
+            rgb = cv2.resize(rgb, out, interpolation=cv2.INTER_AREA)
+            mask = cv2.resize(mask, out, interpolation=cv2.INTER_AREA)
+        return Frame(rgb=rgb, head_mask=mask > 127, landmarks=landmarks.astype(np.float32))
 
     def _mouth(self, dst_cv: np.ndarray, corners: np.ndarray, bary: np.ndarray
                ) -> tuple[np.ndarray, np.ndarray]:
@@ -164,7 +178,8 @@ class HeadRenderer:
 
 
 def _barycentric(tri: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """tri [P, 3, 2], p [P, 2] -> [P, 3] barycentric coordinates (degenerate -> vertex 0)."""
+    """tri [P, 3, 2], p [P, 2] -> [P, 3] barycentric coordinates, clamped into the triangle
+    (degenerate triangle -> its vertex 0)."""
     a, b, c = tri[:, 0], tri[:, 1], tri[:, 2]
     v0, v1, v2 = b - a, c - a, p - a
     den = v0[:, 0] * v1[:, 1] - v1[:, 0] * v0[:, 1]
@@ -172,4 +187,8 @@ def _barycentric(tri: np.ndarray, p: np.ndarray) -> np.ndarray:
     den = np.where(ok, den, 1.0)
     w1 = np.where(ok, (v2[:, 0] * v1[:, 1] - v1[:, 0] * v2[:, 1]) / den, 0.0)
     w2 = np.where(ok, (v0[:, 0] * v2[:, 1] - v2[:, 0] * v0[:, 1]) / den, 0.0)
-    return np.stack([1.0 - w1 - w2, w1, w2], axis=1)
+    bary = np.stack([1.0 - w1 - w2, w1, w2], axis=1)
+    # The rasteriser also claims pixels whose centre lies just outside a triangle; in a
+    # sliver triangle extrapolating to them would sample far away, so clamp to its edge.
+    bary = np.clip(bary, 0.0, None)
+    return bary / bary.sum(axis=1, keepdims=True)

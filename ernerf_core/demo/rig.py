@@ -5,7 +5,7 @@ Units: head coordinates are centimetres (the photo's inter-pupil distance is tak
 6.3 cm); camera coordinates follow OpenCV (x right, y down, z forward). The rig is built for
 the photo's own camera (512 x 512, focal ``FOCAL_PHOTO``, principal point at the image
 centre), in which the photo's head has rotation identity and translation ``origin_cam``:
-rendering the rig with that pose and a closed mouth reproduces the photo.
+rendering the rig with that pose, mouth_open 0 and open eyes reproduces the photo.
 
 2D positions use the pixel-edge convention of MediaPipe's normalised coordinates times the
 image size: the image spans [0, size], pixel i covers [i, i+1].
@@ -67,7 +67,7 @@ def _strip_triangles(upper: list[int], lower: list[int]) -> list[tuple[int, int,
     return tris
 
 
-def _head_silhouette(photo: np.ndarray, person: np.ndarray, lm_px: np.ndarray) -> np.ndarray:
+def _head_silhouette(person: np.ndarray, lm_px: np.ndarray) -> np.ndarray:
     """[H, W] bool: face + hair + ears = person pixels above the jaw line, plus the face.
 
     The jaw line is the lower face oval between the jaw corners (58, 288), continued
@@ -164,7 +164,7 @@ def build_rig() -> HeadRig:
         raise RuntimeError("MediaPipe found no face in the bundled photo")
     lm_px = landmarks[:, :2] * PHOTO_SIZE  # pixel-edge convention
     person = fm.person_mask(photo)
-    head = _head_silhouette(photo, person, lm_px)
+    head = _head_silhouette(person, lm_px)
 
     # Depth: MediaPipe's z is in image-width units relative to the head; put the face at the
     # distance where the measured inter-pupil distance is 6.3 cm.

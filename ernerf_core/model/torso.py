@@ -17,8 +17,8 @@ with the head.
   ``min(0.01, mean)`` are not evaluated (they are background).
 - Composite: ``bg' = torso * alpha + bg * (1 - alpha)``; the head is drawn over ``bg'``.
 
-Pixel coordinates: ``x`` runs along the width, ``y`` along the height, both mapped with
-``2 * i / (n - 1) - 1`` (see :func:`pixel_coords`).
+Pixel coordinates: ``x`` runs along the width, ``y`` along the height; pixel centres map
+to ``(2 i + 1) / n - 1`` (see :func:`pixel_coords`), so any resolution shares one field.
 """
 
 from __future__ import annotations
@@ -74,18 +74,19 @@ def mlp(dim_in: int, dim_out: int, hidden: int, layers: int) -> nn.Sequential:
 
 
 def pixel_coords(height: int, width: int, device: torch.device | str = "cpu") -> torch.Tensor:
-    """[H * W, 2] (x, y) in [-1, 1] for every pixel, row-major (index = row * W + col)."""
-    ys = torch.arange(height, device=device, dtype=torch.float32) / max(height - 1, 1) * 2 - 1
-    xs = torch.arange(width, device=device, dtype=torch.float32) / max(width - 1, 1) * 2 - 1
-    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-    return torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=-1)
+    """[H * W, 2] (x, y) of every pixel centre in [-1, 1], row-major (index = row * W + col).
+
+    Pixel centres ((col + 0.5) / W * 2 - 1) make the field independent of the resolution:
+    a torso trained at half size renders at full size on the same coordinates.
+    """
+    return coords_of_indices(torch.arange(height * width, device=device), height, width)
 
 
 def coords_of_indices(inds: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Flat pixel indices [N] (row * W + col) -> [N, 2] (x, y) in [-1, 1]."""
+    """Flat pixel indices [N] (row * W + col) -> [N, 2] (x, y) pixel centres in [-1, 1]."""
     rows = torch.div(inds, width, rounding_mode="floor").float()
     cols = (inds % width).float()
-    return torch.stack([cols / max(width - 1, 1) * 2 - 1, rows / max(height - 1, 1) * 2 - 1], dim=-1)
+    return torch.stack([(2 * cols + 1) / width - 1, (2 * rows + 1) / height - 1], dim=-1)
 
 
 def grid_encode_with_position_grad(grid: HashGrid, x: torch.Tensor) -> torch.Tensor:
@@ -167,7 +168,9 @@ class TorsoNet(nn.Module):
     def occupied(self, coords: torch.Tensor) -> torch.Tensor:
         """[N, 2] pixel coords -> [N] bool: may hold torso (grid alpha above threshold)."""
         grid = self.alpha_grid.view(1, 1, *self.alpha_grid.shape)
-        alpha = F.grid_sample(grid, coords.view(1, -1, 1, 2), mode="bilinear", align_corners=True).view(-1)
+        # align_corners=False: cell (r, c) has its centre at pixel_coords(G, G)[r * G + c]
+        alpha = F.grid_sample(grid, coords.view(1, -1, 1, 2), mode="bilinear", padding_mode="border",
+                              align_corners=False).view(-1)
         return alpha > self.alpha_threshold()
 
     @torch.no_grad()
@@ -176,13 +179,31 @@ class TorsoNet(nn.Module):
         """Re-query alpha at jittered cell centres for one pose, dilate 5x5, EMA-max into the grid."""
         g = self.config.alpha_grid_size
         device = self.alpha_grid.device
-        centres = pixel_coords(g, g, device) * (1 - 1 / g)
-        jitter = torch.rand(centres.shape, generator=generator, device=device) * 2 - 1  # [G*G, 2]
-        xy = centres + jitter / g
+        centres = pixel_coords(g, g, device)  # [G*G, 2], row-major like the grid
+        jitter = torch.rand(centres.shape, generator=generator, device=device) * 2 - 1
+        xy = centres + jitter / g  # anywhere inside the cell (cells are 2/G wide)
         new = torch.cat([self(part, pose, index)[0] for part in xy.split(chunk)]).view(1, 1, g, g)
         new = F.max_pool2d(new, kernel_size=5, stride=1, padding=2).view(g, g)
         self.alpha_grid.copy_(torch.maximum(self.alpha_grid * self.config.alpha_decay, new))
         self.mean_alpha.fill_(self.alpha_grid.mean())
+
+    # ---- optimisation -------------------------------------------------------------------
+
+    def param_groups(self, lr: float = 1e-2, lr_net: float = 1e-3) -> list[dict]:
+        """AdamW groups as the reference: the grid at ``lr`` (decay 0.01), the rest at ``lr_net``."""
+        return [
+            {"name": "torso_grid", "params": list(self.grid.parameters()), "lr": lr, "weight_decay": 0.01},
+            {"name": "torso_deform_net", "params": list(self.deform_net.parameters()), "lr": lr_net,
+             "weight_decay": 0.0},
+            {"name": "torso_color_net", "params": list(self.color_net.parameters()), "lr": lr_net,
+             "weight_decay": 0.0},
+            {"name": "torso_anchors", "params": [self.anchor_points], "lr": lr_net, "weight_decay": 0.0},
+            {"name": "torso_codes", "params": [self.individual_codes], "lr": lr_net, "weight_decay": 0.0},
+        ]
+
+    def anchor_regulariser(self) -> torch.Tensor:
+        """Keeps the anchors' homogeneous w at 1 (the reference's extra torso loss term)."""
+        return ((1 - self.anchor_points[:, 3]) ** 2).mean()
 
     # ---- compositing --------------------------------------------------------------------
 

@@ -48,11 +48,16 @@ class FanLandmarks:
         """uint8 RGB [H, W, 3] -> [68, 2] pixels of the face whose centre is nearest ``near``
         (the largest face when ``near`` is None), or None when no face is found."""
         faces = self.fa.get_landmarks_from_image(rgb)
-        if not faces:
-            return None
-        faces = [np.asarray(f, np.float32)[:, :2] for f in faces]
-        if near is None:
-            best = int(np.argmax([np.ptp(f[:, 0]) + np.ptp(f[:, 1]) for f in faces]))
-        else:
-            best = int(np.argmin([np.linalg.norm(f.mean(0) - near) for f in faces]))
-        return faces[best]
+        return pick_face(faces, near)
+
+
+def pick_face(faces: list[np.ndarray] | None, near: np.ndarray | None) -> np.ndarray | None:
+    """Among [68, >=2] point sets: the one centred nearest ``near``, else the largest. -> [68, 2]"""
+    if not faces:
+        return None
+    faces = [np.asarray(f, np.float32)[:, :2] for f in faces]
+    if near is None:
+        best = int(np.argmax([np.ptp(f[:, 0]) + np.ptp(f[:, 1]) for f in faces]))
+    else:
+        best = int(np.argmin([np.linalg.norm(f.mean(0) - near) for f in faces]))
+    return faces[best]

@@ -48,10 +48,11 @@ EYE_SPAN_DM = 0.9
 class TrackerSettings:
     n_expressions: int = 8
     focal_range_512: tuple[float, float] = (600.0, 1400.0)   # px at 512x512
-    focal_steps: int = 9
+    focal_steps: int = 5               # geometric grid over focal_range_512, then a parabola
     search_frames: int = 40
-    search_iters: int = 60
-    full_iters: int = 150
+    frame_iters: int = 5               # per-frame Levenberg-Marquardt steps before each L-BFGS
+    search_iters: int = 40
+    full_iters: int = 100
     huber_px_512: float = 1.0          # Huber knee (px at 512)
     depth_weight: float = 0.02         # MediaPipe z residual, relative to the 2D residual
     smooth_weight: float = 1.0         # acceleration of the projected face (px^2 vs px^2)
@@ -253,6 +254,85 @@ def _spread_points(shape: np.ndarray, k: int) -> torch.Tensor:
     return torch.tensor(chosen, dtype=torch.long)
 
 
+def _frame_residuals(problem: _Problem):
+    """Per-frame residual function r(omega, t, e) [2P + P + K] for ``torch.func``, weighted so
+    that 0.5 * |r|^2 / P is the frame's share of the loss (Huber weights applied outside)."""
+    st = problem.settings
+    k, p = problem.basis.shape[:2]
+    basis = problem.effective_basis().detach().permute(0, 2, 1).reshape(k, 3 * p)
+    shape = problem.shape.detach().T.reshape(3 * p)
+    f = problem.log_f.detach().exp()
+    wd = math.sqrt(st.depth_weight)
+    we = math.sqrt(st.expression_weight * p / max(k, 1))
+
+    def residual(omega, trans, expr, r0, ou, ov, oz):
+        rot = axis_angle_to_matrix(omega) @ r0
+        cam = rot @ (shape + expr @ basis).view(3, p) + trans[:, None]
+        x, y, z = cam[0], cam[1], cam[2]
+        u = problem.cx - f * x / z
+        v = problem.cy + f * y / z
+        zmean = z.mean()
+        zrel = (z - zmean) * (f / zmean)
+        return torch.cat([u - ou, v - ov, wd * (zrel - oz), we * expr])
+
+    return residual
+
+
+@torch.no_grad()
+def _refine_frames(problem: _Problem, iters: int) -> None:
+    """Levenberg-Marquardt on each frame's pose and expression with the shape, blendshapes and
+    focal held: every frame is an independent 6+K parameter problem, solved for all frames
+    at once (vmapped Jacobians, batched normal equations, Huber as reweighting)."""
+    from torch.func import jacfwd, vmap
+
+    residual = _frame_residuals(problem)
+    p = problem.shape.shape[0]
+    delta = problem.settings.huber_px_512 * problem.s
+    jac_fn = vmap(jacfwd(residual, argnums=(0, 1, 2)))
+    res_fn = vmap(residual)
+    args = lambda: (problem.omega, problem.trans, problem.expr, problem.r0,  # noqa: E731
+                    problem.obs_u, problem.obs_v, problem.obs_z)
+
+    def weights(r):
+        err = (r[:, :p].square() + r[:, p:2 * p].square()).sqrt()
+        w = torch.where(err < delta, torch.ones_like(err), delta / err.clamp_min(1e-12))
+        return torch.cat([w, w, torch.ones_like(r[:, 2 * p:])], 1)
+
+    def cost(r):
+        err = (r[:, :p].square() + r[:, p:2 * p].square()).sqrt()
+        hub = torch.where(err < delta, 0.5 * err.square(), delta * (err - 0.5 * delta)).sum(1)
+        return hub + 0.5 * r[:, 2 * p:].square().sum(1)
+
+    lam = torch.full((len(problem.r0), 1), 1e-3)
+    r = res_fn(*args())
+    current = cost(r)
+    for _ in range(iters):
+        jw, jt, je = jac_fn(*args())
+        jac = torch.cat([jw, jt, je], 2)                                   # [M, R, 6+K]
+        w = weights(r)[:, :, None]
+        jtj = jac.transpose(1, 2) @ (w * jac)
+        g = jac.transpose(1, 2) @ (w[:, :, 0] * r)[:, :, None]
+        diag = torch.diag_embed(jtj.diagonal(dim1=1, dim2=2).clamp_min(1e-9))
+        step = -torch.linalg.solve(jtj + lam[:, :, None] * diag, g)[:, :, 0]
+        old = (problem.omega.clone(), problem.trans.clone(), problem.expr.clone())
+        problem.omega += step[:, :3]
+        problem.trans += step[:, 3:6]
+        problem.expr += step[:, 6:]
+        r_new = res_fn(*args())
+        new = cost(r_new)
+        better = new < current
+        keep = better[:, None]
+        problem.omega.copy_(torch.where(keep, problem.omega, old[0]))
+        problem.trans.copy_(torch.where(keep, problem.trans, old[1]))
+        problem.expr.copy_(torch.where(keep, problem.expr, old[2]))
+        lam = torch.where(keep, lam * 0.3, lam * 10.0).clamp(1e-7, 1e7)
+        r = torch.where(keep, r_new, r)
+        current = torch.where(better, new, current)
+    # fold the rotation increments into the reference rotations (keeps omega near zero)
+    problem.r0.copy_(axis_angle_to_matrix(problem.omega) @ problem.r0)
+    problem.omega.zero_()
+
+
 def _solve(problem: _Problem, iters: int, free_focal: bool, desc: str | None = None) -> float:
     params = [problem.omega, problem.trans, problem.shape, problem.basis, problem.expr]
     if free_focal:
@@ -287,21 +367,36 @@ def track_landmarks(landmarks: np.ndarray, resolution: int,
     # Focal search on a subset of frames (the reference uses every 40th frame).
     sub = np.unique(np.linspace(0, n - 1, min(n, st.search_frames)).round().astype(int))
     s512 = resolution / 512.0
-    candidates = np.linspace(*st.focal_range_512, st.focal_steps) * s512
-    losses = {}
-    best = None
+    candidates = np.geomspace(*st.focal_range_512, st.focal_steps) * s512
+    losses: dict[float, float] = {}
+    fits: dict[float, _Problem] = {}
+
+    def fit_subset(f: float) -> None:
+        prob = _Problem(init, sub, f, cxy, landmarks, st, resolution, temporal=False)
+        _refine_frames(prob, st.frame_iters)
+        losses[f] = _solve(prob, st.search_iters, free_focal=False)
+        fits[f] = prob
+
     for f in progress(candidates, desc="tracking: focal search", unit="focal"):
-        prob = _Problem(init, sub, float(f), cxy, landmarks, st, resolution, temporal=False)
-        losses[float(f)] = _solve(prob, st.search_iters, free_focal=False)
-        if best is None or losses[float(f)] < losses[best[0]]:
-            best = (float(f), prob)
-    f0, sub_prob = best
-    log.info("focal search: %s -> %.1f px", {round(k): round(v, 4) for k, v in losses.items()}, f0)
+        fit_subset(float(f))
+    # The loss is flat in the focal: a parabola in log f through the best grid point and its
+    # neighbours places the minimum between grid points.
+    i = int(np.argmin([losses[float(f)] for f in candidates]))
+    if 0 < i < len(candidates) - 1:
+        x = np.log(candidates[i - 1:i + 2])
+        y = np.array([losses[float(f)] for f in candidates[i - 1:i + 2]])
+        a, b, _ = np.polyfit(x, y, 2)
+        if a > 0:
+            fit_subset(float(np.exp(np.clip(-b / (2 * a), x[0], x[2]))))
+    f0 = min(losses, key=losses.get)
+    sub_prob = fits[f0]
+    log.info("focal search: %s -> %.1f px", {round(k): round(v, 5) for k, v in sorted(losses.items())}, f0)
 
     # Full bundle adjustment, starting from the subset's shape and blendshapes.
     frames = np.arange(n)
     prob = _Problem(init, frames, f0, cxy, landmarks, st, resolution, temporal=True,
                     shape=sub_prob.shape.detach().numpy(), basis=sub_prob.basis.detach().numpy())
+    _refine_frames(prob, st.frame_iters)
     _solve(prob, st.full_iters, free_focal=True, desc="tracking: bundle adjustment")
 
     with torch.no_grad():

@@ -198,12 +198,12 @@ def detect_landmarks(subject: str, data_dir: str | os.PathLike, dense_path: str 
         frames=n, resolution=[width, height], dense_shape=list(mesh.shape),
         dense_units="x, y pixels; z MediaPipe relative depth scaled like x (pixels)",
         lms_source="face_alignment FAN 2D" if fan is not None else "MediaPipe mesh -> iBUG-68",
-        mesh_to_ibug68=IBUG68_FROM_MESH, detected=found, face_counts=face_counts,
+        mesh_to_ibug68=IBUG68_FROM_MESH.tolist(), detected=found.tolist(), face_counts=face_counts.tolist(),
         missing_frames=int((~found).sum()), interpolated_ranges=[list(g) for g in gaps],
         multi_face_ranges=[list(r) for r in frame_ranges(multi)],
     )
     if fan is not None:
-        facts.update(lms_detected=fan_found, lms_interpolated_ranges=[list(g) for g in fan_gaps])
+        facts.update(lms_detected=fan_found.tolist(), lms_interpolated_ranges=[list(g) for g in fan_gaps])
     log.info("landmarks: %d frames, face found on %d, %d interpolated, %d with several faces",
              n, int(found.sum()), int((~found).sum()), len(multi))
     return write_manifest(manifest_path, stage=STAGE, subject=subject,

@@ -294,3 +294,27 @@ def make_sequence(n_frames: int, *, resolution: int = 512, focal: float | None =
                           (depth_scale * depth + rng.normal(0.0, depth_noise_px, depth.shape))[..., None]], -1)
     return SyntheticSequence(landmarks=lms.astype(np.float32), clean_2d=uv, euler=euler, rotation=rot,
                              trans=trans, focal=focal, resolution=resolution, expression=expr, shape=shape)
+
+
+def write_subject(seq: SyntheticSequence, data_dir, *, draw: bool = True) -> None:
+    """A subject folder for the tracking stage: ``ori_imgs/<i>.jpg`` (the face's wireframe on
+    grey), ``landmarks.npy`` and ``../manifests/normalize.json`` with the resolution."""
+    import json
+    from pathlib import Path
+
+    import cv2
+
+    data_dir = Path(data_dir)
+    (data_dir / "ori_imgs").mkdir(parents=True, exist_ok=True)
+    (data_dir.parent / "manifests").mkdir(parents=True, exist_ok=True)
+    edges = np.array(_edges("FACEMESH_TESSELATION"))
+    res = seq.resolution
+    for i, uv in enumerate(seq.clean_2d):
+        img = np.full((res, res, 3), 90, np.uint8)
+        if draw:
+            pts = np.round(uv * 4).astype(np.int32)   # 2 fractional bits: sub-pixel lines
+            lines = [np.stack([pts[a], pts[b]]) for a, b in edges]
+            cv2.polylines(img, lines, False, (200, 190, 170), 1, cv2.LINE_AA, shift=2)
+        cv2.imwrite(str(data_dir / "ori_imgs" / f"{i}.jpg"), img)
+    np.save(data_dir / "landmarks.npy", seq.landmarks.astype(np.float32))
+    (data_dir.parent / "manifests" / "normalize.json").write_text(json.dumps({"resolution": res}))

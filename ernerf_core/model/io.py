@@ -1,0 +1,47 @@
+"""The trained head as a file: ``model.pt`` written by train_head / finetune_lips.
+
+Format (a plain dict of tensors and JSON-like values, loadable with ``weights_only=True``):
+``format`` "ernerf-head/1"; ``config`` (:meth:`HeadConfig.as_dict`); ``state_dict`` (EMA
+weights, occupancy grid buffers included); ``meta``: ``audio`` {backend, channels, window},
+``scene`` {scale, offset}, ``data`` {H, W, intrinsics (full resolution), n_train},
+``train`` {stage, steps, settings, metrics}.
+
+``load_head(path, device) -> HeadNetwork`` (with ``.meta``) is what the torso and render
+stages call.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..fsio import atomic_file
+from .head import HeadConfig, HeadNetwork
+
+FORMAT = "ernerf-head/1"
+
+
+def save_head(path, model: HeadNetwork, meta: dict) -> None:
+    """Write model.pt atomically (state dict as given: apply EMA weights before calling)."""
+    payload = {"format": FORMAT, "config": model.config.as_dict(),
+               "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "meta": meta}
+    with atomic_file(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def read_head_file(path) -> dict:
+    """The raw model.pt dict (weights_only=True), with its format checked."""
+    payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(f"{path} is not an ER-NeRF head model ({FORMAT})")
+    return payload
+
+
+def load_head(path, device="cpu") -> HeadNetwork:
+    """Rebuild the head from model.pt, in eval mode on ``device``; ``model.meta`` holds the rest."""
+    payload = read_head_file(path)
+    model = HeadNetwork(HeadConfig.from_dict(payload["config"]))
+    model.load_state_dict(payload["state_dict"])
+    model.meta = payload["meta"]
+    return model.to(device).eval()

@@ -1,0 +1,65 @@
+"""Training checkpoints: full state, written atomically, the latest ``keep`` kept.
+
+A checkpoint is a plain dict (``weights_only=True`` loadable): ``step``, ``settings`` (a
+canonical JSON string of everything that defines the run), ``model``, ``optimizer``,
+``scheduler``, ``ema``, ``rng``, ``extra`` (e.g. the error map). Files are
+``<dir>/step_<0000123>.pt``. On resume, only a checkpoint whose ``settings`` equal the current
+ones is used: a changed config or changed data starts afresh instead of mixing runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+
+import torch
+
+from ..fsio import atomic_file
+
+log = logging.getLogger(__name__)
+_NAME = re.compile(r"^step_(\d+)\.pt$")
+
+
+def settings_key(settings: dict) -> str:
+    return json.dumps(settings, sort_keys=True, default=str)
+
+
+def list_checkpoints(directory) -> list[tuple[int, Path]]:
+    """(step, path) of the checkpoints in ``directory``, oldest first."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    found = []
+    for p in directory.iterdir():
+        m = _NAME.match(p.name)
+        if m:
+            found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+def save_checkpoint(directory, step: int, state: dict, keep: int = 2) -> Path:
+    directory = Path(directory)
+    path = directory / f"step_{step:07d}.pt"
+    with atomic_file(path) as tmp:
+        torch.save({"step": step, **state}, tmp)
+    for _, old in list_checkpoints(directory)[:-keep]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def load_latest(directory, settings: str) -> dict | None:
+    """The newest readable checkpoint whose settings equal ``settings``, else None."""
+    for step, path in reversed(list_checkpoints(directory)):
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # a damaged file: fall back to the previous one
+            log.warning("ignoring unreadable checkpoint %s: %s", path, err)
+            continue
+        if state.get("settings") != settings:
+            log.info("ignoring checkpoint %s: made with different settings or data", path.name)
+            continue
+        log.info("resuming from %s (step %d)", path.name, step)
+        return state
+    return None

@@ -1,0 +1,348 @@
+"""Stages ``train_head`` and ``finetune_lips``: the ER-NeRF head on a subject folder.
+
+``train_head(subject, data_dir, model_path, manifest_path, settings, device)`` trains the
+head from scratch (resuming from ``<model dir>/checkpoints`` after a kill) and writes
+``model.pt`` (EMA weights, see :mod:`ernerf_core.model.io`) and the manifest with the final
+validation metrics. ``finetune_lips(subject, data_dir, head_path, model_path, ...)``
+continues from a head ``model.pt``, alternating patch sampling and whole lips-rectangle
+rendering, with an optional LPIPS term. ``settings`` is Snakemake's
+``train_settings(stage)``: shared ``seed``/``loss``/``huber_delta``, the ``model`` section,
+and the stage's own section (missing keys take :data:`HEAD_DEFAULTS` / :data:`LIPS_DEFAULTS`).
+
+Besides model.pt: ``checkpoints/`` (resume), ``train_log.csv`` (loss, PSNR, lr, validation)
+and ``validation/step_<n>.png`` (rendered | real) in the model's folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from ..device import resolve_device
+from ..errors import StageError
+from ..fsio import write_manifest
+from ..model.head import HeadNetwork, build_head
+from ..model.io import load_head, read_head_file, save_head
+from ..model.rays import pixel_rays
+from ..model.renderer import render_image, render_rays
+from .dataset import SubjectDataset, data_fingerprint
+from .error_map import ErrorMap
+from .losses import LOSSES, photometric, psnr, uncertainty_weighted, weights_entropy
+from .sampling import PixelSampler, rect_pixels
+from .trainer import Trainer
+
+log = logging.getLogger(__name__)
+
+SHARED_DEFAULTS = {"seed": 0, "loss": "l2", "huber_delta": 0.1}
+HEAD_DEFAULTS = {
+    "iters": 1500, "num_rays": 4096, "patch_size": 1, "lr": 1e-2, "lr_net": 1e-3, "lr_decay": 0.5,
+    "ema_decay": 0.95, "downscale": 2.0, "error_map": True, "error_map_cells": 64, "error_map_uniform": 0.25,
+    "occupancy_update_every": 16, "occupancy_update_fraction": 0.25, "unc_loss": True, "lambda_amb": 1e-4,
+    "val_every": 500, "val_frames": 2, "final_val_frames": 8, "checkpoint_every": 250, "cache_mb": 2048,
+}
+LIPS_DEFAULTS = {
+    "iters": 300, "num_rays": 4096, "patch_size": 32, "lr": 1e-2, "lr_net": 1e-3, "lr_decay": 0.05,
+    "ema_decay": 0.95, "downscale": 2.0, "error_map": True, "error_map_cells": 64, "error_map_uniform": 0.25,
+    "occupancy_update_every": 16, "occupancy_update_fraction": 0.25, "lambda_amb": 1e-4,
+    "perceptual": "none", "lpips_patch_weight": 0.1, "lpips_rect_weight": 0.01,
+    "val_every": 0, "val_frames": 2, "final_val_frames": 8, "checkpoint_every": 100, "cache_mb": 2048,
+}
+REG_EVERY = 16  # smoothness regulariser interval (reference)
+EYE_JITTER = 0.05
+
+
+def resolve_settings(settings: dict, defaults: dict) -> dict:
+    """Stage settings with defaults filled in (the Snakemake schema fills the same ones)."""
+    out = {**SHARED_DEFAULTS, **defaults, "model": {}}
+    out.update({k: v for k, v in settings.items() if v is not None})
+    return out
+
+
+def _check_settings(s: dict, subject: str, stage: str) -> None:
+    if s["loss"] not in LOSSES:
+        raise StageError(subject, stage, f"train.loss {s['loss']!r} is not one of {', '.join(LOSSES)}",
+                         "fix train.loss in the config")
+    if s["patch_size"] > 1 and s["num_rays"] < s["patch_size"] ** 2:
+        raise StageError(subject, stage, f"num_rays {s['num_rays']} is smaller than one {s['patch_size']}^2 patch",
+                         "raise num_rays or lower patch_size")
+
+
+class HeadStep:
+    """One optimisation step of the head (``mode="head"``) or of lip fine-tuning (``"lips"``).
+
+    Head: ``num_rays`` rays (or patches) from one random training frame, drawn from the
+    error map when enabled; photometric loss (uncertainty-weighted), weights entropy,
+    ambient regularisers, and every 16 steps the position-perturbation smoothness term.
+    Lips: odd steps render the whole lips rectangle, even steps patches; no uncertainty
+    or smoothness terms (as the reference); LPIPS when ``lpips_fn`` is given.
+    The occupancy grid is refreshed every ``occupancy_update_every`` steps.
+    """
+
+    def __init__(self, model: HeadNetwork, data: SubjectDataset, s: dict, *, generator: torch.Generator,
+                 device: torch.device, error_map: ErrorMap | None, mode: str = "head", lpips_fn=None,
+                 step_offset: int = 0, total_steps: int | None = None):
+        self.model, self.data, self.s = model, data, s
+        self.gen, self.device, self.error_map = generator, device, error_map
+        self.mode, self.lpips_fn = mode, lpips_fn
+        self.step_offset = step_offset
+        self.total = total_steps or s["iters"]
+        self.sampler = PixelSampler(data.H, data.W, s["num_rays"], s["patch_size"], error_map)
+
+    def _randint(self, n: int) -> int:
+        return int(torch.randint(0, n, (1,), generator=self.gen))
+
+    @torch.no_grad()
+    def update_occupancy(self) -> None:
+        i = self._randint(len(self.data))  # a random training audio and eye, as the reference
+        enc_a = self.model.encode_audio(self.data.audio_window(i).to(self.device))
+        eye = self.data.eye[i].view(1, 1).to(self.device)
+        self.model.occupancy.update(lambda x: self.model.density(x, enc_a, eye),
+                                    fraction=self.s["occupancy_update_fraction"], generator=self.gen)
+
+    def __call__(self, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        s, data, dev = self.s, self.data, self.device
+        if step % s["occupancy_update_every"] == 0:
+            self.update_occupancy()
+        progress = min((self.step_offset + step) / max(self.total, 1), 1.0)
+        i = self._randint(len(data))
+        rect_step = self.mode == "lips" and step % 2 == 1
+        if rect_step:
+            rect = data.lips_rect(i)
+            pixels = rect_pixels(rect, data.W)
+        else:
+            pixels = self.sampler.sample(i, self.gen)
+        pose = data.poses[i].to(dev)
+        rays_o, rays_d = pixel_rays(pose, data.intrinsics, pixels, data.W)
+        gt = torch.from_numpy(data.image(i)).view(-1, 3)[pixels].to(dev).float() / 255
+        bg = torch.from_numpy(data.background(i)).view(-1, 3)[pixels].to(dev).float() / 255
+        enc_a = self.model.encode_audio(data.audio_window(i).to(dev))
+        eye = (data.eye[i] + (torch.rand(1, generator=self.gen) - 0.5) * 2 * EYE_JITTER).view(1, 1).to(dev)
+        code = self.model.individual_code(i)
+        out = render_rays(self.model, rays_o, rays_d, enc_a, code, eye, bg, perturb=True, generator=self.gen)
+        pred = out["image"]
+
+        per_ray = photometric(pred, gt, s["loss"], s["huber_delta"]).mean(-1)  # [R]
+        r0, r1, c0, c1 = data.face_rect(i)
+        rows, cols = pixels // data.W, pixels % data.W
+        face = ((rows >= r0) & (rows < r1) & (cols >= c0) & (cols < c1)).to(dev)
+        if self.error_map is not None:
+            self.error_map.update(i, pixels, per_ray)
+        loss_rays = per_ray
+        if self.mode == "head" and s.get("unc_loss", True):
+            loss_rays = uncertainty_weighted(per_ray, out["uncertainty"], pred, gt, face, progress)
+        loss = loss_rays.mean() + 1e-4 * weights_entropy(out["weights_sum"])
+        lambda_amb = progress * s["lambda_amb"]
+        amb_aud = out["ambient_aud"]
+        loss = loss + lambda_amb * (amb_aud * (~face).float()).mean()
+        amb_eye = out["ambient_eye"] / self.model.config.max_samples
+        loss = loss + lambda_amb * (amb_eye * amb_aud.detach() * face.float()).mean()
+        if self.mode == "head" and step % REG_EVERY == 0 and out["points"].shape[0] > 0:
+            loss = loss + progress * 1e-5 * self._smoothness(out, enc_a, code, eye)
+        logs = {"mse": float(((pred.detach() - gt) ** 2).mean()), "rays": float(pixels.numel()),
+                "samples": float(out["points"].shape[0])}
+        if self.lpips_fn is not None:
+            lp = self._lpips(pred, gt, rect_step, pixels.numel())
+            loss = loss + lp
+            logs["lpips_loss"] = float(lp)
+        return loss, logs
+
+    def _smoothness(self, out, enc_a, code, eye) -> torch.Tensor:
+        """Uncertainty and ambient fields should not change under a 1e-3 position jitter."""
+        xyz, dirs = out["points"].detach(), out["dirs"]
+        delta = (torch.rand(xyz.shape, generator=self.gen).to(xyz.device) * 2 - 1) * 1e-3
+        with torch.no_grad():
+            raw = self.model(xyz, dirs, enc_a.detach(), code.detach(), eye)
+        reg = self.model(xyz + delta, dirs, enc_a.detach(), code.detach(), eye)
+        crit = lambda a, b: photometric(a, b, self.s["loss"], self.s["huber_delta"]).mean()  # noqa: E731
+        return sum(crit(raw[k], reg[k]) for k in ("uncertainty", "ambient_aud", "ambient_eye"))
+
+    def _lpips(self, pred, gt, rect_step: bool, n: int) -> torch.Tensor:
+        if rect_step:
+            side = int(round(math.sqrt(n)))
+            shape, weight = (1, side, side), self.s["lpips_rect_weight"]
+        elif self.s["patch_size"] > 1:
+            P = self.s["patch_size"]
+            shape, weight = (n // (P * P), P, P), self.s["lpips_patch_weight"]
+        else:
+            return pred.new_zeros(())
+        to_img = lambda x: x.view(*shape, 3).permute(0, 3, 1, 2) * 2 - 1  # noqa: E731
+        return weight * self.lpips_fn(to_img(pred), to_img(gt)).mean()
+
+
+def validate(model: HeadNetwork, data: SubjectDataset, frames: list[int], *, loss: str, huber_delta: float,
+             out_png: Path | None = None, lmd_detector=None, lpips_fn=None) -> dict[str, float]:
+    """Render val frames over their backgrounds; PSNR, loss, LMD (when faces are found), LPIPS."""
+    device = model.aabb.device
+    mses, losses, renders, reals = [], [], [], []
+    t0 = time.perf_counter()
+    for i in frames:
+        out = render_image(model, data.poses[i], data.intrinsics, data.H, data.W, data.audio_window(i),
+                           float(data.eye[i]), data.background(i))
+        pred = out["image"].cpu()
+        gt = torch.from_numpy(data.image(i)).float() / 255
+        mses.append(float(((pred - gt) ** 2).mean()))
+        losses.append(float(photometric(pred, gt, loss, huber_delta).mean()))
+        renders.append((pred.numpy() * 255).round().astype(np.uint8))
+        reals.append(data.image(i))
+    fps = len(frames) / max(time.perf_counter() - t0, 1e-9)
+    metrics: dict[str, float] = {"psnr": float(np.mean([psnr(m) for m in mses])), "loss": float(np.mean(losses)),
+                                 "render_fps": fps}
+    if lmd_detector is not None:
+        from ..metrics.lmd import lmd
+
+        value, n = lmd(renders, reals, lmd_detector)
+        metrics["lmd"] = float("nan") if value is None else value
+        metrics["lmd_frames"] = n
+    if lpips_fn is not None:
+        to_t = lambda a: torch.from_numpy(a).permute(2, 0, 1)[None].float().to(device) / 127.5 - 1  # noqa: E731
+        metrics["lpips"] = float(np.mean([float(lpips_fn(to_t(r), to_t(g))) for r, g in zip(renders, reals,
+                                                                                               strict=True)]))
+    if out_png is not None and renders:
+        out_png.parent.mkdir(parents=True, exist_ok=True)
+        sheet = np.concatenate([np.concatenate([r, g], axis=1) for r, g in zip(renders[:4], reals[:4],
+                                                                               strict=False)], axis=0)
+        cv2.imwrite(str(out_png), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+    return metrics
+
+
+def _spread(n_total: int, n: int) -> list[int]:
+    if n <= 0 or n >= n_total:
+        return list(range(n_total))
+    return sorted({int(round(x)) for x in np.linspace(0, n_total - 1, n)})
+
+
+def _lmd_detector():
+    try:
+        from ..metrics.lmd import MouthLandmarker
+
+        return MouthLandmarker()
+    except Exception as err:  # MediaPipe missing or broken: report PSNR only
+        log.warning("LMD unavailable (%s)", err)
+        return None
+
+
+def _lpips_for_metrics(device):
+    from .perceptual import load_lpips, lpips_available
+
+    if not lpips_available():
+        log.info("LPIPS skipped: AlexNet weights are not in the torch cache")
+        return None
+    return load_lpips(device=device)
+
+
+def _run(*, stage: str, subject: str, data_dir, model_path, manifest_path, settings: dict, defaults: dict,
+         device: str, init_head: Path | None) -> dict:
+    """Shared body of train_head and finetune_lips."""
+    s = resolve_settings(settings, defaults)
+    _check_settings(s, subject, stage)
+    dev = resolve_device(device)
+    data_dir, model_path = Path(data_dir), Path(model_path)
+    work = model_path.parent
+    torch.manual_seed(int(s["seed"]))
+    gen = torch.Generator().manual_seed(int(s["seed"]))
+    train = SubjectDataset(data_dir, "train", subject=subject, stage=stage, downscale=s["downscale"],
+                           cache_mb=s["cache_mb"])
+    val = SubjectDataset(data_dir, "val", subject=subject, stage=stage, features_path=train.features_path,
+                         downscale=s["downscale"], cache_mb=64)
+
+    step_offset, total = 0, s["iters"]
+    if init_head is None:
+        model = build_head(s["model"], train.audio_shape, n_individual=len(train)).to(dev)
+        model.occupancy.mark_unseen(train.poses.to(dev), train.intrinsics, train.H, train.W)
+    else:
+        if not Path(init_head).exists():
+            raise StageError(subject, stage, f"{init_head} is missing", "run train_head first")
+        model = load_head(init_head, dev).train()
+        head_meta = model.meta
+        if head_meta["audio"]["channels"] != train.audio_shape[1] or head_meta["data"]["n_train"] != len(train):
+            raise StageError(subject, stage, f"{init_head} was trained on different data",
+                             "rerun train_head on this subject")
+        step_offset = int(head_meta["train"]["steps"])
+        total = step_offset + s["iters"]
+
+    emap = ErrorMap(len(train), train.H, train.W, s["error_map_cells"], s["error_map_uniform"]) \
+        if s["error_map"] else None
+    lpips_fn = None
+    if stage == "finetune_lips" and s["perceptual"] == "lpips":
+        from .perceptual import load_lpips
+
+        lpips_fn = load_lpips(subject, stage, dev)
+    step = HeadStep(model, train, s, generator=gen, device=dev, error_map=emap,
+                    mode="lips" if stage == "finetune_lips" else "head", lpips_fn=lpips_fn,
+                    step_offset=step_offset, total_steps=total)
+    decay = float(s["lr_decay"])
+    run_settings = {**s, "stage": stage, "data": data_fingerprint(data_dir, train.features_path),
+                    "init": read_head_file(init_head)["meta"]["train"].get("id") if init_head else None}
+    trainer = Trainer(model=model, param_groups=model.param_groups(s["lr"], s["lr_net"]), step_fn=step,
+                      iters=s["iters"], lr_lambda=lambda it: decay ** ((step_offset + it) / total),
+                      settings=run_settings, checkpoint_dir=work / "checkpoints", log_path=work / "train_log.csv",
+                      ema_decay=s["ema_decay"], generator=gen, extra_state={"error_map": emap} if emap else None,
+                      checkpoint_every=s["checkpoint_every"], desc=stage,
+                      log_columns=("loss", "psnr", "mse", "rays", "samples", "val_psnr", "val_loss", "val_lmd",
+                                   "val_lpips", "val_render_fps"))
+    if trainer.resume():
+        log.info("resumed %s at step %d of %d", stage, trainer.step, s["iters"])
+    val_frames = _spread(len(val), s["val_frames"])
+
+    def periodic_val(it: int) -> dict[str, float]:
+        return validate(model, val, val_frames, loss=s["loss"], huber_delta=s["huber_delta"],
+                        out_png=work / "validation" / f"step_{it:07d}.png")
+
+    t0 = time.perf_counter()
+    trainer.fit(val_fn=periodic_val if s["val_every"] else None, val_every=s["val_every"])
+    train_seconds = time.perf_counter() - t0
+
+    # Final metrics at the full resolution of the subject, with the EMA weights.
+    full_val = SubjectDataset(data_dir, "val", subject=subject, stage=stage, features_path=train.features_path,
+                              downscale=1.0, cache_mb=256)
+    detector = _lmd_detector()
+    lpips_metric = lpips_fn if lpips_fn is not None else _lpips_for_metrics(dev)
+    with trainer.ema.applied():
+        model.eval()
+        final = validate(model, full_val, _spread(len(full_val), s["final_val_frames"]), loss=s["loss"],
+                         huber_delta=s["huber_delta"], out_png=work / "validation" / "final.png",
+                         lmd_detector=detector, lpips_fn=lpips_metric)
+        run_id = f"{stage}-{run_settings['data']}-{trainer.step}-{int(time.time())}"
+        meta = {
+            "audio": {"backend": train.audio_backend, "channels": train.audio_shape[1],
+                      "window": train.audio_shape[0]},
+            "scene": {"scale": 4.0, "offset": [0.0, 0.0, 0.0]},
+            "data": {"H": full_val.H, "W": full_val.W, "intrinsics": list(full_val.full_intrinsics),
+                     "n_train": len(train)},
+            "train": {"stage": stage, "id": run_id, "steps": step_offset + trainer.step, "settings": s,
+                      "metrics": final},
+        }
+        save_head(model_path, model, meta)
+    if detector is not None:
+        detector.close()
+    summary = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in final.items()}
+    log.info("%s done: %d steps, val PSNR %.2f dB, LMD %s", stage, trainer.step, final["psnr"], summary.get("lmd"))
+    write_manifest(manifest_path, stage=stage, subject=subject, params=s, model=str(model_path),
+                   steps=trainer.step, total_steps=step_offset + trainer.step, val=summary,
+                   val_frames=len(_spread(len(full_val), s["final_val_frames"])),
+                   train_seconds=round(trainer.elapsed, 1), wall_seconds=round(train_seconds, 1),
+                   occupied_share=model.occupancy.occupied_share(), audio_backend=train.audio_backend,
+                   last_train=trainer.last_logs)
+    return summary
+
+
+def train_head(*, subject: str, data_dir, model_path, manifest_path, settings: dict | None = None,
+               device: str = "auto") -> dict:
+    """Train the ER-NeRF head on ``data_dir``; writes ``model_path`` and ``manifest_path``."""
+    return _run(stage="train_head", subject=subject, data_dir=data_dir, model_path=model_path,
+                manifest_path=manifest_path, settings=settings or {}, defaults=HEAD_DEFAULTS, device=device,
+                init_head=None)
+
+
+def finetune_lips(*, subject: str, data_dir, head_path, model_path, manifest_path, settings: dict | None = None,
+                  device: str = "auto") -> dict:
+    """Fine-tune the mouth of a trained head (``head_path``); writes ``model_path`` and the manifest."""
+    return _run(stage="finetune_lips", subject=subject, data_dir=data_dir, model_path=model_path,
+                manifest_path=manifest_path, settings=settings or {}, defaults=LIPS_DEFAULTS, device=device,
+                init_head=Path(head_path))
