@@ -61,8 +61,11 @@ def load_local_checkpoint(subject: str, backend: str, name: str, *, model_cls: t
     try:
         config = AutoConfig.from_pretrained(ref, local_files_only=True)
     except (OSError, ValueError) as err:
-        raise StageError(subject, STAGE, f"{backend} checkpoint '{name}' not found: looked for {where} "
-                         f"({_first_line(err)})", _how_to_get(name)) from None
+        if path.is_dir():
+            problem = f"{backend} checkpoint {where} has no readable config.json ({_first_line(err)})"
+        else:  # transformers' own text for a cache miss talks of connecting: nothing tried to
+            problem = f"{backend} checkpoint '{name}' not found: looked for {where}"
+        raise StageError(subject, STAGE, problem, _how_to_get(name)) from None
     if config.model_type not in model_types:
         raise StageError(subject, STAGE, f"checkpoint '{name}' is a '{config.model_type}' model but the "
                          f"{backend} backend needs {' or '.join(repr(t) for t in model_types)}",

@@ -10,8 +10,9 @@ with the head.
 - Deformation: frequency-encoded pixel (8 octaves -> 34 dims) + pose code + the frame's
   8-dim torso individual code -> MLP (hidden 32, 3 layers) -> 2D offset. The pixel is first
   shrunk by 0.8, then offset and clamped to [-1, 1].
-- Colour: a 2D multiresolution grid (16 levels x 2 features, base 16, finest 2048) at the
-  deformed pixel + the encodings above -> MLP (hidden 32, 3 layers) -> alpha, RGB.
+- Colour: a 2D multiresolution grid (16 levels x 2 features, base 16, finest 2048, table
+  2^16 per level, tiled like the reference's ``tiledgrid``) at the deformed pixel + the
+  encodings above -> MLP (hidden 32, 3 layers) -> alpha, RGB.
 - Alpha grid: a 128^2 map of the torso's alpha refreshed every few steps (5x5 max-pool
   dilation, EMA ``max(old * 0.95, new)``); pixels whose grid alpha is below
   ``min(0.01, mean)`` are not evaluated (they are background).
@@ -29,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .encoders import FrequencyEncoder, HashGrid, HashGridSpec, hash_grid_indices
+from .encoders import FrequencyEncoder, HashGridSpec, grid_layout
 
 # Initial anchors (homogeneous), the reference's values: a little in front of the head.
 ANCHOR_INIT = ((0.01, 0.01, 0.1, 1.0), (-0.1, -0.1, 0.1, 1.0), (0.1, -0.1, 0.1, 1.0))
@@ -89,25 +90,46 @@ def coords_of_indices(inds: torch.Tensor, height: int, width: int) -> torch.Tens
     return torch.stack([(2 * cols + 1) / width - 1, (2 * rows + 1) / height - 1], dim=-1)
 
 
-def grid_encode_with_position_grad(grid: HashGrid, x: torch.Tensor) -> torch.Tensor:
-    """grid(x) for x [P, 2] in [-1, 1] -> [P, L * F], differentiable w.r.t. x as well.
+class TiledGrid2D(nn.Module):
+    """2D multiresolution grid with torch-ngp's ``tiled`` indexing (the reference torso's encoder).
 
-    The deformation MLP learns only through the grid's spatial gradient at the warped pixel
-    (as with torch-ngp's grid encoder); the shared encoder differentiates the table only, so
-    the corner weights are recomputed here with autograd (same rows, same values).
+    Level l has the same resolution and table size as torch-ngp (:func:`grid_layout`);
+    a corner's row is its dense index ``x + y * (resolution + 1)`` modulo the level's table
+    size (tiling, no spatial hash). Bilinear interpolation is written with autograd ops, so
+    the output is differentiable w.r.t. the table *and* the positions: the torso's
+    deformation MLP learns only through the grid's spatial gradient at the warped pixel.
+
+    ``forward(x [P, 2] in [-1, 1]) -> [P, levels * features_per_level]`` (level-major).
     """
-    L = grid.spec.levels
-    unit = (x + grid.bound) / (2 * grid.bound)
-    coords = unit.unsqueeze(1).expand(-1, L, -1)  # [P, L, 2]
-    rows, _ = hash_grid_indices(coords.detach(), grid.scale, grid.offset, grid.size, grid.stride,
-                                grid.hashed)  # [P, L, 4], corner c = b1 * 2 + b0
-    pos = coords.clamp(0.0, 1.0) * grid.scale.view(1, L, 1) + 0.5
-    frac = pos - pos.detach().floor()  # [P, L, 2]
-    wx = torch.stack([1 - frac[..., 0], frac[..., 0]], dim=-1)  # [P, L, 2] over b0
-    wy = torch.stack([1 - frac[..., 1], frac[..., 1]], dim=-1)  # [P, L, 2] over b1
-    weights = (wx.unsqueeze(-2) * wy.unsqueeze(-1)).flatten(-2)  # [P, L, 4]
-    vals = grid.table[rows]  # [P, L, 4, F]
-    return (vals * weights.unsqueeze(-1)).sum(dim=2).reshape(x.shape[0], -1)
+
+    def __init__(self, spec: HashGridSpec):
+        super().__init__()
+        self.spec = spec
+        levels = grid_layout(spec, 2)
+        sizes = [lv["size"] for lv in levels]
+        offsets = [sum(sizes[:k]) for k in range(len(sizes))]
+        self.register_buffer("scale", torch.tensor([lv["scale"] for lv in levels]), persistent=False)
+        self.register_buffer("stride", torch.tensor([lv["stride"] for lv in levels]), persistent=False)
+        self.register_buffer("size", torch.tensor(sizes), persistent=False)
+        self.register_buffer("offset", torch.tensor(offsets), persistent=False)
+        self.table = nn.Parameter(torch.empty(sum(sizes), spec.features_per_level))
+        nn.init.uniform_(self.table, -1e-4, 1e-4)
+        self.out_dim = spec.out_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        unit = ((x + 1) / 2).clamp(0.0, 1.0)  # [P, 2]
+        pos = unit.unsqueeze(1) * self.scale.view(1, -1, 1) + 0.5  # [P, L, 2]
+        cell = pos.detach().floor()
+        frac = pos - cell  # carries the gradient w.r.t. x
+        cx, cy = cell.long().unbind(-1)  # [P, L]
+        fx, fy = frac.unbind(-1)
+        stride, size, offset = self.stride.view(1, -1), self.size.view(1, -1), self.offset.view(1, -1)
+        out = 0
+        for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1)):
+            rows = ((cx + dx) + (cy + dy) * stride) % size + offset  # [P, L]
+            w = (fx if dx else 1 - fx) * (fy if dy else 1 - fy)  # [P, L]
+            out = out + self.table[rows] * w.unsqueeze(-1)  # [P, L, F]
+        return out.reshape(x.shape[0], -1)
 
 
 def _sigmoid_range(h: torch.Tensor) -> torch.Tensor:
@@ -127,7 +149,7 @@ class TorsoNet(nn.Module):
         self.individual_codes = nn.Parameter(torch.randn(cfg.individual_num, cfg.individual_dim) * 0.1)
         cond = self.pixel_encoder.out_dim + self.pose_encoder.out_dim + cfg.individual_dim
         self.deform_net = mlp(cond, 2, cfg.hidden, cfg.layers)
-        self.grid = HashGrid(cfg.grid, dim=2, bound=1.0)
+        self.grid = TiledGrid2D(cfg.grid)
         self.color_net = mlp(self.grid.out_dim + cond, 4, cfg.hidden, cfg.layers)
         g = cfg.alpha_grid_size
         self.register_buffer("alpha_grid", torch.zeros(g, g))  # [G, G] rows = y, cols = x
@@ -155,9 +177,7 @@ class TorsoNet(nn.Module):
         cond = torch.cat([self.pixel_encoder(x), enc_pose.expand(n, -1), code.expand(n, -1)], dim=-1)
         offset = self.deform_net(cond)  # [N, 2]
         warped = (x + offset).clamp(-1.0, 1.0)
-        feat = grid_encode_with_position_grad(self.grid, warped) if torch.is_grad_enabled() \
-            else self.grid(warped)  # [N, 32]
-        h = self.color_net(torch.cat([feat, cond], dim=-1))  # [N, 4]
+        h = self.color_net(torch.cat([self.grid(warped), cond], dim=-1))  # [N, 4]
         return _sigmoid_range(h[:, :1]), _sigmoid_range(h[:, 1:]), offset
 
     # ---- alpha grid ---------------------------------------------------------------------

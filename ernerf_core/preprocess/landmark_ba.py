@@ -51,7 +51,7 @@ class TrackerSettings:
     focal_steps: int = 5               # geometric grid over focal_range_512, then a parabola
     search_frames: int = 40
     frame_iters: int = 5               # per-frame Levenberg-Marquardt steps before each L-BFGS
-    search_iters: int = 40
+    search_iters: int = 100
     full_iters: int = 100
     huber_px_512: float = 1.0          # Huber knee (px at 512)
     depth_weight: float = 0.02         # MediaPipe z residual, relative to the 2D residual

@@ -254,6 +254,15 @@ class SubjectDataset:
         out = (rgba[..., :3] * a + self.bc.astype(np.uint16) * (255 - a) + 127) // 255
         return out.astype(np.uint8)
 
+    def head_mask(self, i: int, threshold: int = 12, dilate: float = 0.03) -> np.ndarray:
+        """bool [H, W]: where the frame differs from its head background (the head may be there),
+        dilated by ``dilate`` x the image size so silhouettes err on the generous side."""
+        diff = np.abs(self.image(i).astype(np.int16) - self.background(i).astype(np.int16)).max(axis=-1)
+        mask = (diff > threshold).astype(np.uint8)
+        mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))  # drop JPEG specks
+        r = max(1, int(round(dilate * max(self.H, self.W))))
+        return cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))) > 0
+
     def _rect(self, pts: np.ndarray, min_size: int = 0) -> tuple[int, int, int, int]:
         r0, r1 = int(pts[:, 1].min()), int(pts[:, 1].max())
         c0, c1 = int(pts[:, 0].min()), int(pts[:, 0].max())

@@ -43,8 +43,8 @@ SHARED_DEFAULTS = {"seed": 0, "loss": "l2", "huber_delta": 0.1}
 HEAD_DEFAULTS = {
     "iters": 1500, "num_rays": 4096, "patch_size": 1, "lr": 1e-2, "lr_net": 1e-3, "lr_decay": 0.5,
     "ema_decay": 0.95, "downscale": 2.0, "error_map": True, "error_map_cells": 64, "error_map_uniform": 0.25,
-    "occupancy_update_every": 16, "occupancy_update_fraction": 0.25, "unc_loss": True, "lambda_amb": 1e-4,
-    "val_every": 500, "val_frames": 2, "final_val_frames": 8, "checkpoint_every": 250, "cache_mb": 2048,
+    "occupancy_update_every": 16, "occupancy_update_fraction": 0.25, "carve": True, "unc_loss": True,
+    "lambda_amb": 1e-4, "val_every": 500, "val_frames": 2, "final_val_frames": 8, "checkpoint_every": 250, "cache_mb": 2048,
 }
 LIPS_DEFAULTS = {
     "iters": 300, "num_rays": 4096, "patch_size": 32, "lr": 1e-2, "lr_net": 1e-3, "lr_decay": 0.05,
@@ -211,6 +211,18 @@ def validate(model: HeadNetwork, data: SubjectDataset, frames: list[int], *, los
     return metrics
 
 
+def init_occupancy(model: HeadNetwork, data: SubjectDataset, carve: bool = True, views: int = 64) -> None:
+    """Mark unseen cells unusable (reference) and, with ``carve``, cells that the training
+    views show as background (see :meth:`OccupancyGrid.carve`)."""
+    dev = model.aabb.device
+    usable = model.occupancy.mark_unseen(data.poses.to(dev), data.intrinsics, data.H, data.W)
+    if carve:
+        idx = _spread(len(data), views)
+        masks = torch.from_numpy(np.stack([data.head_mask(i) for i in idx]))
+        left = model.occupancy.carve(data.poses[idx].to(dev), data.intrinsics, masks)
+        log.info("occupancy: %d cells seen, %d left after carving with %d views", usable, left, len(idx))
+
+
 def _spread(n_total: int, n: int) -> list[int]:
     if n <= 0 or n >= n_total:
         return list(range(n_total))
@@ -254,7 +266,7 @@ def _run(*, stage: str, subject: str, data_dir, model_path, manifest_path, setti
     step_offset, total = 0, s["iters"]
     if init_head is None:
         model = build_head(s["model"], train.audio_shape, n_individual=len(train)).to(dev)
-        model.occupancy.mark_unseen(train.poses.to(dev), train.intrinsics, train.H, train.W)
+        init_occupancy(model, train, carve=s["carve"])
     else:
         if not Path(init_head).exists():
             raise StageError(subject, stage, f"{init_head} is missing", "run train_head first")

@@ -35,7 +35,7 @@ from ..device import resolve_device
 from ..errors import StageError
 from ..fsio import write_manifest
 from ..model.encoders import HashGridSpec
-from ..model.io import read_head_file
+from ..model.io import load_head, read_head_file
 from ..model.torso import TorsoConfig, TorsoNet, coords_of_indices
 from ..render.portrait import Portrait, render_frame, save_portrait, to_uint8, torso_over_background
 from .dataset import SubjectDataset, data_fingerprint
@@ -149,6 +149,14 @@ def audio_facts(data_dir: Path, train: SubjectDataset) -> dict:
     return facts
 
 
+def _frozen_head(path: Path, device: torch.device):
+    """The head from its model.pt, eval mode, gradients off: torso training never changes it."""
+    head = load_head(path, device)
+    for p in head.parameters():
+        p.requires_grad_(False)
+    return head
+
+
 def _check(s: dict, subject: str) -> None:
     if s["loss"] not in LOSSES:
         raise StageError(subject, STAGE, f"train.loss {s['loss']!r} is not one of {', '.join(LOSSES)}",
@@ -191,7 +199,7 @@ def train_torso(*, subject: str, data_dir, head_path, model_path, manifest_path,
     if bc_full.shape[:2] != train.full_size:
         bc_full = cv2.resize(bc_full, train.full_size[::-1], interpolation=cv2.INTER_AREA)
     meta = {"H": train.full_size[0], "W": train.full_size[1], "intrinsics": list(train.full_intrinsics)}
-    portrait = Portrait(head=_frozen_head(head_payload, dev), torso=torso, background=bc_full, poses=train.poses,
+    portrait = Portrait(head=_frozen_head(head_path, dev), torso=torso, background=bc_full, poses=train.poses,
                         eye=train.eye, audio=audio_facts(data_dir, train), meta=meta, head_payload=head_payload)
 
     step = TorsoStep(torso, train, s, generator=gen, device=dev)
@@ -234,15 +242,3 @@ def train_torso(*, subject: str, data_dir, head_path, model_path, manifest_path,
                    alpha_grid_share=float((torso.alpha_grid > torso.alpha_threshold()).float().mean()),
                    last_train=trainer.last_logs)
     return summary
-
-
-def _frozen_head(payload: dict, device: torch.device):
-    """The head network from its model.pt dict, in eval mode, with gradients off."""
-    from ..model.head import HeadConfig, HeadNetwork
-
-    head = HeadNetwork(HeadConfig.from_dict(payload["config"]))
-    head.load_state_dict(payload["state_dict"])
-    head.meta = payload["meta"]
-    for p in head.parameters():
-        p.requires_grad_(False)
-    return head.to(device).eval()

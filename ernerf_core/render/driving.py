@@ -1,0 +1,86 @@
+"""Stage ``render_audio``: the portrait saying any audio.
+
+Inputs: the portrait ``model.pt`` and the driving audio's folder from rule
+``driving_features`` (features ``[M, W, C]``, ``aud.wav`` 16 kHz mono, and
+``audio_features.json``). The features must come from the backend the model was trained
+on (:func:`ernerf_core.audio.check_compatible`; a mismatch is a one-line error saying what
+to set). Poses are the training track, played forwards and backwards for audio longer
+than it, optionally smoothed over a 7-frame window; the eye value follows the track or is
+fixed. The output is ``<audio-name>.mp4`` (H.264 yuv420p 25 fps, the audio muxed), one
+frame per feature frame.
+
+Memory stays flat for long audio: features are memory-mapped and read 8 frames at a time,
+and frames are streamed into ffmpeg as they are rendered.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..audio import check_compatible
+from ..device import resolve_device
+from ..errors import StageError
+from ..fsio import read_json
+from ..model.audio import ATT_WINDOW, audio_window
+from ..progress import progress
+from .portrait import load_portrait, render_frame, to_uint8
+from .poses import driving_track
+from .video import VideoWriter
+
+STAGE = "render_audio"
+log = logging.getLogger(__name__)
+
+
+def window_at(features: np.ndarray, i: int) -> torch.Tensor:
+    """The [8, C, W] attention window of frame i from memory-mapped features [M, W, C]."""
+    lo, hi = max(0, i - ATT_WINDOW // 2), min(len(features), i + ATT_WINDOW // 2)
+    part = torch.from_numpy(np.ascontiguousarray(features[lo:hi], dtype=np.float32)).transpose(1, 2)
+    return audio_window(part, i - lo, ATT_WINDOW)  # zero padded only at the clip's ends
+
+
+def render_audio(*, subject: str, model_path, features_path, wav_path, audio_manifest_path, video_path,
+                 smooth_path: bool = True, smooth_window: int = 7, fixed_eye: float | None = None,
+                 device: str = "auto", chunk: int = 1 << 15) -> dict:
+    """Render the portrait ``model_path`` driven by the features at ``features_path``."""
+    dev = resolve_device(device)
+    model_path = Path(model_path)
+    if not model_path.exists():
+        raise StageError(subject, STAGE, f"{model_path} is missing", "run train_torso first")
+    try:
+        portrait = load_portrait(model_path, dev)
+    except (ValueError, KeyError, RuntimeError) as err:
+        raise StageError(subject, STAGE, f"{model_path} is not a portrait model ({err})",
+                         "rerun train_torso to rewrite it") from None
+    driving = read_json(audio_manifest_path)
+    check_compatible(portrait.audio, driving, subject, STAGE)
+    features = np.load(features_path, mmap_mode="r")  # [M, W, C]
+    expected = list(portrait.audio["feature_shape"][1:])
+    if features.ndim != 3 or list(features.shape[1:]) != expected:
+        raise StageError(subject, STAGE, f"{features_path} holds features {list(features.shape)}, "
+                         f"the model needs [frames, {expected[0]}, {expected[1]}]",
+                         "rerun driving_features with the model's audio backend")
+    if fixed_eye is not None and not 0.0 <= float(fixed_eye) <= 1.0:
+        raise StageError(subject, STAGE, f"render.fixed_eye {fixed_eye} is outside [0, 1]",
+                         "use 0 (eyes open) .. 1 (closed), or null to follow the training track")
+    n = len(features)
+    poses, eyes, _ = driving_track(portrait.poses.numpy(), portrait.eye.numpy(), n,
+                                   smooth_window=smooth_window if smooth_path else 0, fixed_eye=fixed_eye)
+    H, W = portrait.size
+    t_render = 0.0
+    with VideoWriter(video_path, W, H, audio=wav_path) as video:
+        for i in progress(range(n), desc=f"{subject} {Path(video_path).stem}", unit="frame"):
+            t0 = time.perf_counter()
+            out = render_frame(portrait, torch.from_numpy(poses[i]), window_at(features, i), float(eyes[i]),
+                               chunk=chunk)
+            frame = to_uint8(out["image"])
+            t_render += time.perf_counter() - t0
+            video.write(frame)
+    fps = n / max(t_render, 1e-9)
+    log.info("%s: %d frames (%.1f s of audio, track of %d poses) -> %s at %.2f fps", subject, n, n / 25,
+             len(portrait.poses), video_path, fps)
+    return {"frames": n, "render_fps": fps, "video": str(video_path)}

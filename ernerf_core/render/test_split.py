@@ -1,0 +1,180 @@
+"""Stage ``render_test``: the validation split rendered with head + torso, and its numbers.
+
+Writes (each atomically):
+
+- ``test.mp4``: the rendered val frames, H.264 yuv420p 25 fps, with the subject's audio
+  for exactly those frames muxed (``aud.wav`` from the first val frame's time)
+- ``test_side_by_side.mp4``: ground truth | render, same audio
+- ``contact_sheet.png``: a few evenly spaced frames, truth over render
+- ``metrics.json``: full-frame PSNR and SSIM (with the torso), PSNR of the face box
+  (landmarks' bounding box: the head region), LPIPS (null with the reason when the AlexNet
+  weights are not on this machine), LMD (mouth landmarks 48-67, mean-centred, pixels),
+  the lip-sync scores (rendered mouth opening vs ground-truth mouth opening, and vs the
+  audio envelope; see :mod:`ernerf_core.metrics.lipsync`) and the render speed.
+
+Frames are rendered, measured and streamed to both encoders one at a time, so memory does
+not grow with the length of the split.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from ..device import resolve_device
+from ..errors import StageError
+from ..fsio import write_json
+from ..media.frames import write_png
+from ..metrics.lipsync import UPPER_INNER_LIP, lipsync_score, mouth_opening_from_landmarks, pearson
+from ..metrics.lmd import MEDIAPIPE_MOUTH_68, mouth_distance
+from ..metrics.lpips_metric import load_lpips_metric
+from ..metrics.psnr import psnr
+from ..metrics.ssim import ssim
+from ..progress import progress
+from ..train.dataset import FEATURE_FILES, SubjectDataset
+from .contact_sheet import contact_sheet, pick_indices
+from .portrait import load_portrait, render_frame, to_uint8
+from .video import FPS, VideoWriter
+
+STAGE = "render_test"
+log = logging.getLogger(__name__)
+
+
+def _load(subject: str, model_path: Path, device: torch.device):
+    if not model_path.exists():
+        raise StageError(subject, STAGE, f"{model_path} is missing", "run train_torso first")
+    try:
+        return load_portrait(model_path, device)
+    except (ValueError, KeyError, RuntimeError) as err:
+        raise StageError(subject, STAGE, f"{model_path} is not a portrait model ({err})",
+                         "rerun train_torso to rewrite it") from None
+
+
+class MouthTracks:
+    """Face-mesh landmarks of the rendered and the real clip, frame by frame (video mode)."""
+
+    def __init__(self):
+        from ..preprocess.landmarks import MeshTracker
+
+        self.trackers = {"render": MeshTracker(max_faces=1), "truth": MeshTracker(max_faces=1)}
+        self.points: dict[str, list[np.ndarray]] = {"render": [], "truth": []}
+
+    def add(self, render: np.ndarray, truth: np.ndarray) -> None:
+        for key, img in (("render", render), ("truth", truth)):
+            mesh, _ = self.trackers[key](np.ascontiguousarray(img))
+            self.points[key].append(np.full((478, 3), np.nan) if mesh is None else mesh.astype(np.float64))
+
+    def close(self) -> None:
+        for t in self.trackers.values():
+            t.close()
+
+    def results(self, wav: np.ndarray, sample_rate: int) -> dict:
+        r, t = np.stack(self.points["render"]), np.stack(self.points["truth"])
+        open_r, open_t = mouth_opening_from_landmarks(r), mouth_opening_from_landmarks(t)
+        both = np.isfinite(r[:, UPPER_INNER_LIP, 0]) & np.isfinite(t[:, UPPER_INNER_LIP, 0])
+        lmd = [mouth_distance(r[k][MEDIAPIPE_MOUTH_68, :2], t[k][MEDIAPIPE_MOUTH_68, :2]) for k in np.flatnonzero(both)]
+        rendered = lipsync_score(open_r, wav, sample_rate)
+        truth = lipsync_score(open_t, wav, sample_rate)
+        corr_truth = pearson(open_r, open_t)
+        return {
+            "lmd": float(np.mean(lmd)) if lmd else None,
+            "lmd_frames": len(lmd),
+            "lipsync": {
+                "mouth_corr_truth": None if not np.isfinite(corr_truth) else corr_truth,
+                "audio_envelope_corr": rendered["audio_envelope_corr"],
+                "lag_frames": rendered["lag_frames"],
+                "truth_audio_envelope_corr": truth["audio_envelope_corr"],
+                "face_found_share": rendered["face_found_share"],
+                "truth_face_found_share": truth["face_found_share"],
+            },
+            "mouth_opening": {"render": [None if not np.isfinite(v) else float(v) for v in open_r],
+                              "truth": [None if not np.isfinite(v) else float(v) for v in open_t]},
+        }
+
+
+def _val_audio(data_dir: Path, first_aud_id: int, n_frames: int) -> tuple[np.ndarray, int, float]:
+    """(the audio of the val frames [S], sample rate, start second in aud.wav)."""
+    wav, sr = sf.read(data_dir / "aud.wav", dtype="float32", always_2d=True)
+    start = first_aud_id / FPS
+    seg = wav[int(round(start * sr)): int(round((start + n_frames / FPS) * sr)), 0]
+    return seg, sr, start
+
+
+def render_test(*, subject: str, model_path, data_dir, video_path, side_by_side_path, sheet_path, metrics_path,
+                device: str = "auto", sheet_frames: int = 8, chunk: int = 1 << 15) -> dict:
+    """Render the val split of ``data_dir`` with the portrait ``model_path``; write the four outputs."""
+    dev = resolve_device(device)
+    model_path, data_dir = Path(model_path), Path(data_dir)
+    portrait = _load(subject, model_path, dev)
+    backend = portrait.audio["backend"]
+    if backend not in FEATURE_FILES:
+        raise StageError(subject, STAGE, f"{model_path} was trained on unknown audio features '{backend}'",
+                         "rerun train_torso")
+    val = SubjectDataset(data_dir, "val", subject=subject, stage=STAGE, features_path=data_dir / FEATURE_FILES[backend],
+                         downscale=1.0, cache_mb=64)
+    if (val.H, val.W) != portrait.size:
+        raise StageError(subject, STAGE, f"the val frames are {val.W}x{val.H} but the model renders "
+                         f"{portrait.size[1]}x{portrait.size[0]}", "rerun train_torso on this subject's data")
+    if list(val.audio_shape) != list(portrait.audio["feature_shape"][1:]):
+        raise StageError(subject, STAGE, f"{val.features_path.name} has {list(val.audio_shape)} features per frame "
+                         f"but the model was trained on {portrait.audio['feature_shape'][1:]}",
+                         "rerun audio_features and the training stages")
+    n = len(val)
+    wav, sr, start = _val_audio(data_dir, int(val.aud_ids_raw[0]), n)
+    wav_path = data_dir / "aud.wav"
+    H, W = portrait.size
+    lpips_metric, lpips_reason = load_lpips_metric(dev)
+    picks = set(pick_indices(n, sheet_frames).tolist())
+    sheet_pairs, psnrs, face_psnrs, ssims, lpipss = [], [], [], [], []
+    tracks = MouthTracks()
+    render_seconds = 0.0
+    try:
+        with VideoWriter(video_path, W, H, audio=wav_path, audio_start=start) as video, \
+                VideoWriter(side_by_side_path, 2 * W, H, audio=wav_path, audio_start=start) as sbs:
+            for k in progress(range(n), desc=f"{subject} render_test", unit="frame"):
+                t0 = time.perf_counter()
+                out = render_frame(portrait, val.poses[k], val.audio_window(k), float(val.eye[k]), chunk=chunk)
+                frame = to_uint8(out["image"])
+                render_seconds += time.perf_counter() - t0
+                truth = val.image(k)
+                video.write(frame)
+                sbs.write(np.concatenate([truth, frame], axis=1))
+                psnrs.append(psnr(frame, truth))
+                r0, r1, c0, c1 = val.face_rect(k)
+                if r1 > r0 and c1 > c0:
+                    face_psnrs.append(psnr(frame[r0:r1, c0:c1], truth[r0:r1, c0:c1]))
+                ssims.append(ssim(frame, truth))
+                if lpips_metric is not None:
+                    lpipss.append(lpips_metric.distance(frame, truth))
+                tracks.add(frame, truth)
+                if k in picks:
+                    sheet_pairs.append((truth, frame, f"#{int(val.img_ids[k])}"))
+        mouth = tracks.results(wav, sr)
+    finally:
+        tracks.close()
+    write_png(sheet_path, contact_sheet(sheet_pairs, columns=4, tile=min(256, W)))
+    finite = lambda xs: [x for x in xs if np.isfinite(x)]  # noqa: E731  (identical frames give inf)
+    metrics = {
+        "subject": subject, "frames": n, "size": [H, W], "first_frame": int(val.img_ids[0]),
+        "audio_start_seconds": start,
+        "psnr": float(np.mean(finite(psnrs))) if finite(psnrs) else None,
+        "psnr_head_region": float(np.mean(finite(face_psnrs))) if finite(face_psnrs) else None,
+        "ssim": float(np.mean(ssims)),
+        "lpips": float(np.mean(lpipss)) if lpipss else None,
+        "lpips_unavailable": lpips_reason,
+        "render_fps": n / max(render_seconds, 1e-9),
+        "render_seconds": render_seconds,
+        "device": str(dev),
+        **mouth,
+        "per_frame": {"psnr": [p if np.isfinite(p) else None for p in psnrs], "ssim": ssims},
+    }
+    write_json(metrics_path, metrics)
+    log.info("%s: %d val frames, PSNR %.2f dB (head box %s), SSIM %.3f, LMD %s, mouth corr %s, %.2f fps",
+             subject, n, metrics["psnr"] or float("nan"), metrics["psnr_head_region"], metrics["ssim"],
+             metrics["lmd"], metrics["lipsync"]["mouth_corr_truth"], metrics["render_fps"])
+    return {k: v for k, v in metrics.items() if k not in ("per_frame", "mouth_opening")}
