@@ -12,13 +12,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from test_landmarks import face_data
 
 from ernerf_core.errors import StageError
 from ernerf_core.media.frames import frame_paths, read_rgb, write_jpg
 from ernerf_core.preprocess.background import extract_background
 from ernerf_core.preprocess.parsing_codes import BACKGROUND, HEAD, NECK, TORSO, read_parsing, write_parsing
 from ernerf_core.preprocess.torso_gt import DARKEN, make_torso_and_gt, torso_and_gt
-from test_landmarks import face_data
 
 
 @pytest.fixture(scope="module")
@@ -39,13 +39,15 @@ def test_background_takes_each_pixel_from_a_frame_where_it_was_clear(tmp_path):
     for i in range(n):
         x0 = 4 + i  # the block moves right, 1 px per frame
         labels = np.zeros((h, w), np.uint8)
-        labels[10:48, x0:x0 + 16] = TORSO
-        labels[10:20, x0 + 4:x0 + 12] = HEAD
+        labels[10:48, x0 : x0 + 16] = TORSO
+        labels[10:20, x0 + 4 : x0 + 12] = HEAD
         frame = truth.copy()
         frame[labels != BACKGROUND] = (250, 20, 250)
         write_jpg(data / "ori_imgs" / f"{i}.jpg", frame)
         write_parsing(data / "parsing" / f"{i}.png", labels)
-    manifest = extract_background(subject="t", data_dir=data, bc_path=data / "bc.jpg", manifest_path=tmp_path / "b.json")
+    manifest = extract_background(
+        subject="t", data_dir=data, bc_path=data / "bc.jpg", manifest_path=tmp_path / "b.json"
+    )
     assert manifest["sampled_frames"] == [0, 20, 40] and manifest["clear_share"] == 1.0
     diff = np.abs(read_rgb(data / "bc.jpg").astype(int) - truth).max(-1)
     assert np.percentile(diff, 99) <= 12 and np.median(diff) <= 3, (np.percentile(diff, 99), np.median(diff))
@@ -59,13 +61,22 @@ def test_background_fills_never_clear_pixels_from_the_nearest_clear_one(tmp_path
     frame = gradient(h, w)
     write_jpg(data / "ori_imgs" / "0.jpg", frame)
     write_parsing(data / "parsing" / "0.png", labels)
-    manifest = extract_background(subject="t", data_dir=data, bc_path=data / "bc.jpg", manifest_path=tmp_path / "b.json")
+    manifest = extract_background(
+        subject="t", data_dir=data, bc_path=data / "bc.jpg", manifest_path=tmp_path / "b.json"
+    )
     bc = read_rgb(data / "bc.jpg").astype(int)
     assert 0 < manifest["clear_share"] < 1
-    # column 16, row 31 is 8 px from the block's sides; its nearest clear pixel is in row 31
-    # at x = 2 (6 px from the block edge at x = 8) or x = 29
-    assert np.abs(bc[31, 16] - frame[31, 2].astype(int)).max() <= 12 or \
-        np.abs(bc[31, 16] - frame[31, 29].astype(int)).max() <= 12
+    # brute force: every pixel copies the nearest pixel more than 5 px from the block
+    yy, xx = np.mgrid[0:h, 0:w]
+    dist_to_block = np.min(
+        [np.hypot(yy - y, xx - x) for y, x in zip(*np.nonzero(labels), strict=True)], axis=0
+    )
+    clear_y, clear_x = np.nonzero(dist_to_block > 5)
+    assert manifest["clear_share"] == pytest.approx(len(clear_y) / (h * w), abs=1e-4)
+    nearest = np.argmin((yy[..., None] - clear_y) ** 2 + (xx[..., None] - clear_x) ** 2, axis=-1)
+    expected = frame[clear_y[nearest], clear_x[nearest]].astype(int)
+    diff = np.abs(bc - expected).max(-1)  # JPEG rings at the fill's seams, so percentiles
+    assert np.median(diff) <= 3 and np.percentile(diff, 90) <= 12, (np.median(diff), np.percentile(diff, 90))
 
 
 def test_background_needs_some_clear_pixels(tmp_path):
@@ -73,7 +84,9 @@ def test_background_needs_some_clear_pixels(tmp_path):
     write_jpg(data / "ori_imgs" / "0.jpg", gradient(16, 16))
     write_parsing(data / "parsing" / "0.png", np.full((16, 16), TORSO, np.uint8))
     with pytest.raises(StageError, match=r"no pixel is more than 5 px from the person.*crop_scale"):
-        extract_background(subject="t", data_dir=data, bc_path=data / "bc.jpg", manifest_path=tmp_path / "b.json")
+        extract_background(
+            subject="t", data_dir=data, bc_path=data / "bc.jpg", manifest_path=tmp_path / "b.json"
+        )
     assert not (data / "bc.jpg").exists() and not (tmp_path / "b.json").exists()
 
 
@@ -108,7 +121,7 @@ def test_torso_image_continues_neck_and_torso_under_the_head():
     # beside the neck the torso is continued 8 px up (rows 20-27), in its own colour, darkened
     for k in range(9):
         row = 28 - k
-        expected = (np.array([50.0, 60.0, 200.0]) * DARKEN ** k).astype(np.uint8)
+        expected = (np.array([50.0, 60.0, 200.0]) * DARKEN**k).astype(np.uint8)
         assert (alpha[row, 10:15] == 255).all() and (torso[row, 10:15, :3] == expected).all(), row
     assert (alpha[0:20, 10:15] == 0).all() and (alpha[0:20, 25:30] == 0).all()  # the rest of the head
     assert (alpha[0:28, 0:10] == 0).all() and (torso[alpha == 0, :3] == 0).all()  # background
@@ -120,7 +133,10 @@ def test_torso_image_continues_neck_and_torso_under_the_head():
 
 def test_demo_gt_and_torso_images(demo_data):
     n = len(frame_paths(demo_data / "ori_imgs"))
-    assert len(frame_paths(demo_data / "gt_imgs")) == n and len(frame_paths(demo_data / "torso_imgs", ".png")) == n
+    assert (
+        len(frame_paths(demo_data / "gt_imgs")) == n
+        and len(frame_paths(demo_data / "torso_imgs", ".png")) == n
+    )
     bc = read_rgb(demo_data / "bc.jpg").astype(int)
     for i in (0, n - 1):
         labels = read_parsing(demo_data / "parsing" / f"{i}.png")
@@ -137,8 +153,8 @@ def test_demo_gt_and_torso_images(demo_data):
         for c in neck_cols:
             top = np.flatnonzero(labels[:, c] == NECK)[0]
             if labels[top - 1, c] == HEAD:
-                assert (alpha[max(0, top - 20):top, c] == 255).all(), (i, c)
-        head_only = (labels == HEAD)
+                assert (alpha[max(0, top - 20) : top, c] == 255).all(), (i, c)
+        head_only = labels == HEAD
         head_only[:, neck_cols] = False
         assert (alpha[head_only] == 0).mean() > 0.8  # the head is cut away beside the neck
 
@@ -160,12 +176,22 @@ def test_torso_gt_needs_bc_and_leaves_nothing_on_failure(demo_data, tmp_path):
     shutil.copytree(demo_data / "ori_imgs", data / "ori_imgs")
     shutil.copytree(demo_data / "parsing", data / "parsing")
     with pytest.raises(StageError, match="run the background stage first"):
-        make_torso_and_gt(subject="t", data_dir=data, gt_dir=data / "gt_imgs", torso_dir=data / "torso_imgs",
-                          manifest_path=tmp_path / "m.json")
+        make_torso_and_gt(
+            subject="t",
+            data_dir=data,
+            gt_dir=data / "gt_imgs",
+            torso_dir=data / "torso_imgs",
+            manifest_path=tmp_path / "m.json",
+        )
     shutil.copy(demo_data / "bc.jpg", data / "bc.jpg")
     (data / "parsing" / "7.png").unlink()
     with pytest.raises(StageError, match=r"no parsing .*7\.png"):
-        make_torso_and_gt(subject="t", data_dir=data, gt_dir=data / "gt_imgs", torso_dir=data / "torso_imgs",
-                          manifest_path=tmp_path / "m.json")
+        make_torso_and_gt(
+            subject="t",
+            data_dir=data,
+            gt_dir=data / "gt_imgs",
+            torso_dir=data / "torso_imgs",
+            manifest_path=tmp_path / "m.json",
+        )
     assert not (data / "gt_imgs").exists() and not (data / "torso_imgs").exists()
     assert sorted(p.name for p in data.iterdir()) == ["bc.jpg", "ori_imgs", "parsing"]

@@ -15,9 +15,9 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import shared_media
 from skimage import data as skdata
 
-from conftest import shared_media
 from ernerf_core.errors import StageError
 from ernerf_core.media.frames import frame_paths, read_rgb, write_jpg
 from ernerf_core.preprocess.landmarks import MeshTracker, choose_face, detect_landmarks, fill_gaps
@@ -42,14 +42,28 @@ def face_data(normalized_subject: Path, base: Path) -> Path:
     shutil.copytree(normalized_subject / "ori_imgs", data / "ori_imgs")
     manifests.mkdir(parents=True)
     shutil.copy(normalized_subject.parent / "manifests" / "normalize.json", manifests / "normalize.json")
-    detect_landmarks(subject="demo", data_dir=data, dense_path=data / "landmarks.npy",
-                     manifest_path=manifests / "landmarks.json")
-    parse_faces(subject="demo", data_dir=data, parsing_dir=data / "parsing", manifest_path=manifests / "parsing.json")
-    extract_background(subject="demo", data_dir=data, bc_path=data / "bc.jpg",
-                       manifest_path=manifests / "background.json")
-    make_torso_and_gt(subject="demo", data_dir=data, gt_dir=data / "gt_imgs", torso_dir=data / "torso_imgs",
-                      manifest_path=manifests / "torso_gt.json")
-    extract_blink(subject="demo", data_dir=data, au_path=data / "au.csv", manifest_path=manifests / "blink.json")
+    detect_landmarks(
+        subject="demo",
+        data_dir=data,
+        dense_path=data / "landmarks.npy",
+        manifest_path=manifests / "landmarks.json",
+    )
+    parse_faces(
+        subject="demo", data_dir=data, parsing_dir=data / "parsing", manifest_path=manifests / "parsing.json"
+    )
+    extract_background(
+        subject="demo", data_dir=data, bc_path=data / "bc.jpg", manifest_path=manifests / "background.json"
+    )
+    make_torso_and_gt(
+        subject="demo",
+        data_dir=data,
+        gt_dir=data / "gt_imgs",
+        torso_dir=data / "torso_imgs",
+        manifest_path=manifests / "torso_gt.json",
+    )
+    extract_blink(
+        subject="demo", data_dir=data, au_path=data / "au.csv", manifest_path=manifests / "blink.json"
+    )
     _FACE_DATA[key] = data
     return data
 
@@ -69,8 +83,13 @@ def demo_data(normalized_subject, tmp_path_factory) -> Path:
 
 
 def run(data: Path, **kw) -> dict:
-    return detect_landmarks(subject="t", data_dir=data, dense_path=data / "landmarks.npy",
-                            manifest_path=data.parent / "manifests" / "landmarks.json", **kw)
+    return detect_landmarks(
+        subject="t",
+        data_dir=data,
+        dense_path=data / "landmarks.npy",
+        manifest_path=data.parent / "manifests" / "landmarks.json",
+        **kw,
+    )
 
 
 def make_subject(root: Path, frames: list[np.ndarray]) -> Path:
@@ -118,18 +137,27 @@ def ibug_geometry_problems(p: np.ndarray) -> list[str]:
     p = (p - p.mean(0)) @ np.array([[c, s], [-s, c]])
     jaw = p[0:17]
     tol = 0.02 * np.ptp(jaw[:, 0])  # the jaw's ends run vertically: allow sub-pixel wobble there
-    if not (np.all(np.diff(jaw[:, 0]) > -tol) and jaw[0, 0] < jaw[4, 0] < jaw[8, 0] < jaw[12, 0] < jaw[16, 0]):
+    if not (
+        np.all(np.diff(jaw[:, 0]) > -tol) and jaw[0, 0] < jaw[4, 0] < jaw[8, 0] < jaw[12, 0] < jaw[16, 0]
+    ):
         problems.append("jaw not ordered left to right")
-    if not (np.all(np.diff(jaw[:9, 1]) > -tol) and np.all(np.diff(jaw[8:, 1]) < tol)
-            and jaw[8, 1] >= jaw[:, 1].max() - tol):
+    if not (
+        np.all(np.diff(jaw[:9, 1]) > -tol)
+        and np.all(np.diff(jaw[8:, 1]) < tol)
+        and jaw[8, 1] >= jaw[:, 1].max() - tol
+    ):
         problems.append("jaw does not run down to the chin (8) and back up")
     for name, (a, b) in {"right brow": (17, 22), "left brow": (22, 27), "nostrils": (31, 36)}.items():
         if not np.all(np.diff(p[a:b, 0]) > 0):
             problems.append(f"{name} not left to right")
     if not np.all(np.diff(p[27:31, 1]) > 0):
         problems.append("nose bridge not top to tip")
-    for name, (a, b) in {"right eye": (36, 42), "left eye": (42, 48), "outer lips": (48, 60),
-                         "inner lips": (60, 68)}.items():
+    for name, (a, b) in {
+        "right eye": (36, 42),
+        "left eye": (42, 48),
+        "outer lips": (48, 60),
+        "inner lips": (60, 68),
+    }.items():
         ring = p[a:b]
         angles = np.unwrap(np.arctan2(*(ring - ring.mean(0)).T[::-1]))
         if not np.all(np.diff(angles) > 0) or not np.pi < angles[-1] - angles[0] < 2 * np.pi:
@@ -138,7 +166,9 @@ def ibug_geometry_problems(p: np.ndarray) -> list[str]:
         problems.append("eye corners out of order")
     if not (p[27:36, 1].max() < p[48:68, 1].min() and p[48:68, 1].max() < p[8, 1]):
         problems.append("nose, mouth and chin not stacked top to bottom")
-    mouth = cv2.pointPolygonTest(p[48:60].astype(np.float32), tuple(float(v) for v in p[60:68].mean(0)), False)
+    mouth = cv2.pointPolygonTest(
+        p[48:60].astype(np.float32), tuple(float(v) for v in p[60:68].mean(0)), False
+    )
     if mouth <= 0:
         problems.append("inner lips not inside the outer lips")
     return problems
@@ -202,7 +232,9 @@ def test_a_face_gone_for_three_seconds_fails_naming_the_frames(normalized_subjec
     message = str(err.value)
     assert "frames 10-84" in message and "75 of 95" in message and "max_gap_frames" in message
     assert "\n" not in message
-    assert not (data / "landmarks.npy").exists() and not (data.parent / "manifests" / "landmarks.json").exists()
+    assert (
+        not (data / "landmarks.npy").exists() and not (data.parent / "manifests" / "landmarks.json").exists()
+    )
     assert frame_paths(data / "ori_imgs", ".lms") == []
 
 
@@ -216,7 +248,9 @@ def test_too_many_short_gaps_fail_on_the_missing_share(normalized_subject, tmp_p
 
 def test_a_video_without_a_face_fails_naming_its_frames(tmp_path):
     rng = np.random.default_rng(0)
-    frames = [cv2.GaussianBlur(rng.integers(0, 255, (96, 96, 3), dtype=np.uint8), (9, 9), 3) for _ in range(10)]
+    frames = [
+        cv2.GaussianBlur(rng.integers(0, 255, (96, 96, 3), dtype=np.uint8), (9, 9), 3) for _ in range(10)
+    ]
     data = make_subject(tmp_path, frames)
     with pytest.raises(StageError, match=r"\[t\] landmarks: no face found in any of the 10 frames \(0-9\)"):
         run(data)
@@ -260,9 +294,16 @@ def test_choose_face_prefers_size_and_centre_then_continuity():
 
 def test_face_alignment_backend_names_the_missing_weights(demo_data, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    with pytest.raises(StageError, match=r"2DFAN4-11f355bf06\.pth\.tar.*not found at .*torch/hub/checkpoints"):
-        detect_landmarks(subject="t", data_dir=demo_data, dense_path=tmp_path / "d.npy",
-                         manifest_path=tmp_path / "m.json", backend="face_alignment")
+    with pytest.raises(
+        StageError, match=r"2DFAN4-11f355bf06\.pth\.tar.*not found at .*torch/hub/checkpoints"
+    ):
+        detect_landmarks(
+            subject="t",
+            data_dir=demo_data,
+            dense_path=tmp_path / "d.npy",
+            manifest_path=tmp_path / "m.json",
+            backend="face_alignment",
+        )
     assert not (tmp_path / "d.npy").exists()
 
 
@@ -306,9 +347,16 @@ def test_real_clip_has_landmarks_on_every_frame(tmp_path):
 
     video = shared_media("talking_face_5s.mp4")
     data = tmp_path / "data"
-    normalize(subject="real", video=video, frames_dir=data / "ori_imgs", audio_path=data / "aud.wav",
-              manifest_path=tmp_path / "manifests" / "normalize.json", resolution=192, crop_scale=2.4,
-              min_seconds=2.0)
+    normalize(
+        subject="real",
+        video=video,
+        frames_dir=data / "ori_imgs",
+        audio_path=data / "aud.wav",
+        manifest_path=tmp_path / "manifests" / "normalize.json",
+        resolution=192,
+        crop_scale=2.4,
+        min_seconds=2.0,
+    )
     manifest = run(data)
     assert manifest["frames"] >= 100 and all(manifest["detected"]), manifest["interpolated_ranges"]
     lms = np.loadtxt(data / "ori_imgs" / "0.lms")

@@ -8,8 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from ernerf_core.metrics.lipsync import (audio_envelope, lagged_correlation, lipsync_score,
-                                         mouth_opening_from_landmarks, pearson)
+from ernerf_core.metrics.lipsync import (
+    audio_envelope,
+    lagged_correlation,
+    lipsync_score,
+    mouth_opening_from_landmarks,
+    pearson,
+)
 from ernerf_core.metrics.lpips_metric import load_lpips_metric
 from ernerf_core.metrics.psnr import psnr
 from ernerf_core.metrics.ssim import ssim

@@ -14,13 +14,21 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from test_landmarks import face_data, truth_in_frames
 
 from ernerf_core.errors import StageError
 from ernerf_core.media.frames import frame_paths, read_rgb
 from ernerf_core.preprocess.bisenet import CLASS_TO_REGION, BiSeNet, bisenet_regions, load_bisenet
 from ernerf_core.preprocess.parsing import parse_faces
-from ernerf_core.preprocess.parsing_codes import BACKGROUND, CODES_BGR, HEAD, NECK, TORSO, read_parsing, write_parsing
-from test_landmarks import face_data, truth_in_frames
+from ernerf_core.preprocess.parsing_codes import (
+    BACKGROUND,
+    CODES_BGR,
+    HEAD,
+    NECK,
+    TORSO,
+    read_parsing,
+    write_parsing,
+)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +45,7 @@ def truth_head_masks(demo_clip: dict, data: Path) -> np.ndarray:
     masks = np.unpackbits(truth["head_mask"], axis=-1, count=size).astype(bool)
     out = np.zeros((n, res, res), bool)
     for i in range(n):
-        m = masks[i, crop["y"]:crop["y"] + crop["size"], crop["x"]:crop["x"] + crop["size"]]
+        m = masks[i, crop["y"] : crop["y"] + crop["size"], crop["x"] : crop["x"] + crop["size"]]
         out[i] = cv2.resize(m.astype(np.float32), (res, res), interpolation=cv2.INTER_AREA) > 0.5
     return out
 
@@ -76,10 +84,14 @@ def test_missing_landmarks_fail_without_output(demo_data, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(demo_data / "ori_imgs", data / "ori_imgs")
     with pytest.raises(StageError, match="run the landmarks stage first"):
-        parse_faces(subject="t", data_dir=data, parsing_dir=data / "parsing", manifest_path=tmp_path / "p.json")
+        parse_faces(
+            subject="t", data_dir=data, parsing_dir=data / "parsing", manifest_path=tmp_path / "p.json"
+        )
     np.save(data / "landmarks.npy", np.zeros((3, 478, 3), np.float32))
     with pytest.raises(StageError, match=r"shape \(3, 478, 3\)"):
-        parse_faces(subject="t", data_dir=data, parsing_dir=data / "parsing", manifest_path=tmp_path / "p.json")
+        parse_faces(
+            subject="t", data_dir=data, parsing_dir=data / "parsing", manifest_path=tmp_path / "p.json"
+        )
     assert not (data / "parsing").exists() and not (tmp_path / "p.json").exists()
 
 
@@ -103,13 +115,26 @@ def bisenet_weights(tmp_path_factory) -> tuple[Path, dict]:
 
 def test_bisenet_has_the_checkpoint_parameter_names(bisenet_weights):
     _, state = bisenet_weights
-    for key in ("cp.resnet.conv1.weight", "cp.resnet.bn1.running_mean", "cp.resnet.layer1.0.conv1.weight",
-                "cp.resnet.layer2.0.downsample.0.weight", "cp.resnet.layer4.1.bn2.weight",
-                "cp.arm16.conv.conv.weight", "cp.arm16.conv_atten.weight", "cp.arm32.bn_atten.running_var",
-                "cp.conv_head32.conv.weight", "cp.conv_head16.bn.bias", "cp.conv_avg.conv.weight",
-                "ffm.convblk.conv.weight", "ffm.conv1.weight", "ffm.conv2.weight",
-                "conv_out.conv.conv.weight", "conv_out.conv_out.weight",
-                "conv_out16.conv_out.weight", "conv_out32.conv.bn.weight"):
+    for key in (
+        "cp.resnet.conv1.weight",
+        "cp.resnet.bn1.running_mean",
+        "cp.resnet.layer1.0.conv1.weight",
+        "cp.resnet.layer2.0.downsample.0.weight",
+        "cp.resnet.layer4.1.bn2.weight",
+        "cp.arm16.conv.conv.weight",
+        "cp.arm16.conv_atten.weight",
+        "cp.arm32.bn_atten.running_var",
+        "cp.conv_head32.conv.weight",
+        "cp.conv_head16.bn.bias",
+        "cp.conv_avg.conv.weight",
+        "ffm.convblk.conv.weight",
+        "ffm.conv1.weight",
+        "ffm.conv2.weight",
+        "conv_out.conv.conv.weight",
+        "conv_out.conv_out.weight",
+        "conv_out16.conv_out.weight",
+        "conv_out32.conv.bn.weight",
+    ):
         assert key in state, key
     assert not any(k.startswith("cp.resnet.fc") for k in state)
     assert state["conv_out.conv_out.weight"].shape == (19, 256, 1, 1)
@@ -132,8 +157,14 @@ def test_bisenet_loads_user_weights_and_parses(bisenet_weights, demo_data, tmp_p
     (data / "ori_imgs").mkdir(parents=True)
     for i in range(3):
         shutil.copy(demo_data / "ori_imgs" / f"{i}.jpg", data / "ori_imgs" / f"{i}.jpg")
-    manifest = parse_faces(subject="t", data_dir=data, parsing_dir=data / "parsing",
-                           manifest_path=tmp_path / "parsing.json", backend="bisenet", bisenet_weights=str(path))
+    manifest = parse_faces(
+        subject="t",
+        data_dir=data,
+        parsing_dir=data / "parsing",
+        manifest_path=tmp_path / "parsing.json",
+        backend="bisenet",
+        bisenet_weights=str(path),
+    )
     assert manifest["frames"] == 3 and len(frame_paths(data / "parsing", ".png")) == 3
     assert np.array_equal(read_parsing(data / "parsing" / "0.png"), regions)
 

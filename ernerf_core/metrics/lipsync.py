@@ -1,16 +1,17 @@
 """A weights-free lip-sync score: does the mouth open when the audio is loud?
 
 Mouth opening is measured on frames with MediaPipe face mesh (the landmarks stage's
-tracker; its model ships in the wheel): the inner-lip gap (points 13-14) divided by the outer eye-corner distance (33-263),
-so it does not depend on the face's size in the frame. The audio envelope is the RMS of
-the 16 kHz waveform in one 40 ms window per 25 fps frame. The score is the Pearson
-correlation of the two, taken at the best lag within +-``max_lag`` frames (like SyncNet's
-offset search), so a constant audio-visual delay does not hide a good sync.
+tracker; its model ships in the wheel): the inner-lip gap (points 13-14) divided by the
+outer eye-corner distance (33-263), so it does not depend on the face's size in the frame.
+The audio envelope is the RMS of the 16 kHz waveform in one 40 ms window per 25 fps frame.
+The score is the Pearson correlation of the two, taken at the best lag within
++-``max_lag`` frames (like SyncNet's offset search), so a constant audio-visual delay does
+not hide a good sync.
 """
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 

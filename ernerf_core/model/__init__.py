@@ -1,1 +1,22 @@
-"""ER-NeRF networks: encoders, head and torso fields, occupancy grid, renderer."""
+"""ER-NeRF networks: encoders, head and torso fields, occupancy grid, renderer.
+
+The head API other stages build on (stable; details in each module's docstring):
+
+- ``build_head(model_cfg, audio_shape=(W, C), n_individual)`` -> :class:`HeadNetwork` (``head``)
+- ``load_head(path, device)`` / ``save_head(path, model, meta)``: ``model.pt`` (``io``)
+- ``render_rays(...)``, ``render_image(model, pose, intrinsics, H, W, audio_window, eye,
+  bg_image)`` -> {"image", "weights_sum", "depth"} (``renderer``); the head is composited
+  over the given background as the reference: ``image = head + (1 - weights_sum) * bg``
+- ``pixel_rays``, ``nerf_matrix_to_ngp`` (``rays``); ``audio_window`` (``audio``)
+- hot functions a native kernel may replace: ``encoders.hash_grid_encode``,
+  ``renderer.march_rays``, ``renderer.composite_weights``
+"""
+
+from .audio import audio_window
+from .head import HeadConfig, HeadNetwork, build_head
+from .io import load_head, save_head
+from .rays import nerf_matrix_to_ngp, pixel_rays
+from .renderer import render_image, render_rays
+
+__all__ = ["HeadConfig", "HeadNetwork", "audio_window", "build_head", "load_head", "nerf_matrix_to_ngp",
+           "pixel_rays", "render_image", "render_rays", "save_head"]

@@ -68,7 +68,8 @@ def mlp(dim_in: int, dim_out: int, hidden: int, layers: int) -> nn.Sequential:
     """Bias-free ReLU MLP with ``layers`` linear layers (the reference's MLP)."""
     mods: list[nn.Module] = []
     for i in range(layers):
-        mods.append(nn.Linear(dim_in if i == 0 else hidden, dim_out if i == layers - 1 else hidden, bias=False))
+        n_in, n_out = dim_in if i == 0 else hidden, dim_out if i == layers - 1 else hidden
+        mods.append(nn.Linear(n_in, n_out, bias=False))
         if i < layers - 1:
             mods.append(nn.ReLU(inplace=True))
     return nn.Sequential(*mods)

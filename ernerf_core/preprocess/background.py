@@ -25,19 +25,20 @@ from .parsing_codes import BACKGROUND, read_parsing
 from .subject_io import subject_frames, use_torch_threads_in_cv2
 
 STAGE = "background"
-FRAME_STRIDE = 20   # reference: every 20th frame
-CLEAR_PX = 5.0      # reference: a pixel this far from the person shows background
+FRAME_STRIDE = 20  # reference: every 20th frame
+CLEAR_PX = 5.0  # reference: a pixel this far from the person shows background
 log = logging.getLogger("ernerf.background")
 
 
-def extract_background(subject: str, data_dir: str | os.PathLike, bc_path: str | os.PathLike,
-                       manifest_path: str | os.PathLike) -> dict[str, Any]:
+def extract_background(
+    subject: str, data_dir: str | os.PathLike, bc_path: str | os.PathLike, manifest_path: str | os.PathLike
+) -> dict[str, Any]:
     use_torch_threads_in_cv2()
     data_dir = Path(data_dir)
     paths = subject_frames(subject, STAGE, data_dir)[::FRAME_STRIDE]
     parsing_dir = data_dir / "parsing"
-    best = None      # [H, W] largest distance to the person so far
-    bc = None        # [H, W, 3] colour of each pixel in the frame where it was farthest
+    best = None  # [H, W] largest distance to the person so far
+    bc = None  # [H, W, 3] colour of each pixel in the frame where it was farthest
     for path in progress(paths, desc="background", unit="frame"):
         parsing_path = parsing_dir / f"{path.stem}.png"
         if not parsing_path.exists():
@@ -45,33 +46,51 @@ def extract_background(subject: str, data_dir: str | os.PathLike, bc_path: str |
         background = read_parsing(parsing_path) == BACKGROUND
         rgb = read_rgb(path)
         if background.shape != rgb.shape[:2]:
-            raise StageError(subject, STAGE, f"{parsing_path} is {background.shape[::-1]}, its frame is "
-                             f"{rgb.shape[1::-1]}", "rerun the parsing stage")
+            raise StageError(
+                subject,
+                STAGE,
+                f"{parsing_path} is {background.shape[::-1]}, its frame is {rgb.shape[1::-1]}",
+                "rerun the parsing stage",
+            )
         # Distance of every pixel to the nearest person pixel (0 on the person).
-        dist = ndimage.distance_transform_edt(background) if not background.all() \
+        dist = (
+            ndimage.distance_transform_edt(background)
+            if not background.all()
             else np.full(background.shape, np.inf)
+        )
         if best is None:
             best, bc = dist, rgb.copy()
         else:
             farther = dist > best  # ties keep the earlier frame
             best[farther] = dist[farther]
             bc[farther] = rgb[farther]
-    clear = best > CLEAR_PX                    # [H, W]
+    clear = best > CLEAR_PX  # [H, W]
     if not clear.any():
-        raise StageError(subject, STAGE, f"no pixel is more than {CLEAR_PX:g} px from the person in any of "
-                         f"the frames {', '.join(p.stem for p in paths)}",
-                         "use a video where some background is visible around the person (crop less tightly: "
-                         "raise preprocess.crop_scale)")
+        raise StageError(
+            subject,
+            STAGE,
+            f"no pixel is more than {CLEAR_PX:g} px from the person in any of "
+            f"the frames {', '.join(p.stem for p in paths)}",
+            "use a video where some background is visible around the person (crop less tightly: "
+            "raise preprocess.crop_scale)",
+        )
     # Pixels never clear copy the nearest clear pixel (nearest-neighbour fill).
     _, (near_r, near_c) = ndimage.distance_transform_edt(~clear, return_indices=True)
     bc = bc[near_r, near_c]
     write_jpg(bc_path, bc)
     share = float(clear.mean())
-    log.info("background: %d sampled frames, %.1f%% of pixels seen clear of the person", len(paths), 100 * share)
-    return write_manifest(manifest_path, stage=STAGE, subject=subject,
-                          params=dict(frame_stride=FRAME_STRIDE, clear_px=CLEAR_PX),
-                          sampled_frames=[int(p.stem) for p in paths], clear_share=round(share, 4),
-                          resolution=[int(bc.shape[1]), int(bc.shape[0])])
+    log.info(
+        "background: %d sampled frames, %.1f%% of pixels seen clear of the person", len(paths), 100 * share
+    )
+    return write_manifest(
+        manifest_path,
+        stage=STAGE,
+        subject=subject,
+        params=dict(frame_stride=FRAME_STRIDE, clear_px=CLEAR_PX),
+        sampled_frames=[int(p.stem) for p in paths],
+        clear_share=round(share, 4),
+        resolution=[int(bc.shape[1]), int(bc.shape[0])],
+    )
 
 
 def add_cli(subparsers: argparse._SubParsersAction) -> None:
@@ -85,5 +104,9 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
 
 def _run_cli(args: argparse.Namespace) -> dict[str, Any]:
     data = Path(args.data_dir)
-    return extract_background(subject=args.subject, data_dir=data, bc_path=args.bc or data / "bc.jpg",
-                              manifest_path=args.manifest or data.parent / "manifests" / "background.json")
+    return extract_background(
+        subject=args.subject,
+        data_dir=data,
+        bc_path=args.bc or data / "bc.jpg",
+        manifest_path=args.manifest or data.parent / "manifests" / "background.json",
+    )

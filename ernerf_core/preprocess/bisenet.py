@@ -68,7 +68,12 @@ class ResNet18Features(nn.Module):
 
         trunk = resnet18(weights=None)
         self.conv1, self.bn1, self.maxpool = trunk.conv1, trunk.bn1, trunk.maxpool
-        self.layer1, self.layer2, self.layer3, self.layer4 = trunk.layer1, trunk.layer2, trunk.layer3, trunk.layer4
+        self.layer1, self.layer2, self.layer3, self.layer4 = (
+            trunk.layer1,
+            trunk.layer2,
+            trunk.layer3,
+            trunk.layer4,
+        )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x = self.maxpool(F.relu(self.bn1(self.conv1(x))))
@@ -141,18 +146,27 @@ class BiSeNet(nn.Module):
         return F.interpolate(logits, size=x.shape[2:], mode="bilinear", align_corners=True)
 
 
-def load_bisenet(subject: str, stage: str, weights: str | os.PathLike | None,
-                 device: torch.device | str = "cpu") -> BiSeNet:
+def load_bisenet(
+    subject: str, stage: str, weights: str | os.PathLike | None, device: torch.device | str = "cpu"
+) -> BiSeNet:
     """BiSeNet with the user's ``79999_iter.pth`` (a plain state dict, loaded weights-only)."""
     if not weights:
-        raise StageError(subject, stage, "parsing.backend is bisenet but parsing.bisenet_weights is not set",
-                         "set parsing.bisenet_weights to your 79999_iter.pth (face-parsing.PyTorch), "
-                         "or use parsing.backend: landmarks")
+        raise StageError(
+            subject,
+            stage,
+            "parsing.backend is bisenet but parsing.bisenet_weights is not set",
+            "set parsing.bisenet_weights to your 79999_iter.pth (face-parsing.PyTorch), "
+            "or use parsing.backend: landmarks",
+        )
     path = Path(weights).expanduser()
     if not path.is_file():
-        raise StageError(subject, stage, f"BiSeNet weights {path} not found",
-                         "download 79999_iter.pth (face-parsing.PyTorch, as in the reference's README) to "
-                         "that path, or use parsing.backend: landmarks")
+        raise StageError(
+            subject,
+            stage,
+            f"BiSeNet weights {path} not found",
+            "download 79999_iter.pth (face-parsing.PyTorch, as in the reference's README) to "
+            "that path, or use parsing.backend: landmarks",
+        )
     state = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(state, dict) and any(k.startswith("module.") for k in state):
         state = {k.removeprefix("module."): v for k, v in state.items()}  # saved from DataParallel
@@ -163,8 +177,12 @@ def load_bisenet(subject: str, stage: str, weights: str | os.PathLike | None,
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as err:
-        raise StageError(subject, stage, f"{path} is not a BiSeNet face-parsing checkpoint "
-                         f"({str(err).splitlines()[0]})", "use 79999_iter.pth from face-parsing.PyTorch") from None
+        raise StageError(
+            subject,
+            stage,
+            f"{path} is not a BiSeNet face-parsing checkpoint ({str(err).splitlines()[0]})",
+            "use 79999_iter.pth from face-parsing.PyTorch",
+        ) from None
     return net.to(device).eval()
 
 
@@ -174,8 +192,9 @@ def bisenet_regions(net: BiSeNet, rgb: np.ndarray) -> np.ndarray:
     h, w = rgb.shape[:2]
     device = next(net.parameters()).device
     x = torch.from_numpy(np.ascontiguousarray(rgb)).to(device).permute(2, 0, 1)[None].float() / 255.0
-    x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False,
-                      antialias=True)  # like the reference's PIL resize
+    x = F.interpolate(
+        x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False, antialias=True
+    )  # like the reference's PIL resize
     mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
     classes = net((x - mean) / std)[0].argmax(0).to(torch.uint8).cpu().numpy()

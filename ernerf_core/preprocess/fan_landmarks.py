@@ -34,15 +34,24 @@ class FanLandmarks:
         files = fan_weight_files()
         for name, (path, url) in files.items():
             if not path.is_file():
-                raise StageError(subject, stage, f"face_alignment weights {path.name} ({name}) not found at "
-                                 f"{path} (the torch hub cache, set by TORCH_HOME)",
-                                 f"download {url} to that path yourself, or use landmarks.backend: mediapipe")
+                raise StageError(
+                    subject,
+                    stage,
+                    f"face_alignment weights {path.name} ({name}) not found at "
+                    f"{path} (the torch hub cache, set by TORCH_HOME)",
+                    f"download {url} to that path yourself, or use landmarks.backend: mediapipe",
+                )
         import face_alignment
 
         # Both files exist, so face-alignment's loader finds them and does not download.
         self.fa = face_alignment.FaceAlignment(
-            face_alignment.LandmarksType.TWO_D, device=device, flip_input=False, face_detector="sfd",
-            face_detector_kwargs={"path_to_detector": str(files["s3fd"][0])}, compile=False)
+            face_alignment.LandmarksType.TWO_D,
+            device=device,
+            flip_input=False,
+            face_detector="sfd",
+            face_detector_kwargs={"path_to_detector": str(files["s3fd"][0])},
+            compile=False,
+        )
 
     def __call__(self, rgb: np.ndarray, near: np.ndarray | None = None) -> np.ndarray | None:
         """uint8 RGB [H, W, 3] -> [68, 2] pixels of the face whose centre is nearest ``near``

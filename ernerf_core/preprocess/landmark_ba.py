@@ -51,7 +51,8 @@ class TrackerSettings:
     focal_steps: int = 5               # geometric grid over focal_range_512, then a parabola
     search_frames: int = 40
     frame_iters: int = 5               # per-frame Levenberg-Marquardt steps before each L-BFGS
-    search_iters: int = 100
+    search_iters: int = 100            # L-BFGS iterations of the subset fit at the middle focal
+    refine_iters: int = 40             # ... and of each focal candidate started from it
     full_iters: int = 100
     huber_px_512: float = 1.0          # Huber knee (px at 512)
     depth_weight: float = 0.02         # MediaPipe z residual, relative to the 2D residual
@@ -254,83 +255,85 @@ def _spread_points(shape: np.ndarray, k: int) -> torch.Tensor:
     return torch.tensor(chosen, dtype=torch.long)
 
 
-def _frame_residuals(problem: _Problem):
-    """Per-frame residual function r(omega, t, e) [2P + P + K] for ``torch.func``, weighted so
-    that 0.5 * |r|^2 / P is the frame's share of the loss (Huber weights applied outside)."""
+def _frame_system(problem: _Problem) -> tuple[torch.Tensor, torch.Tensor]:
+    """Residuals r [M, 3P+K] and their Jacobian [M, 3P+K, 6+K] in each frame's rotation
+    increment (at omega = 0), translation and expression weights; shape, blendshapes and focal
+    held. Rows: u, v (pixels), sqrt(depth_weight) * MediaPipe z, sqrt(w) * expression, so
+    0.5 |r|^2 / P is the frame's share of the loss (before Huber reweighting)."""
     st = problem.settings
     k, p = problem.basis.shape[:2]
-    basis = problem.effective_basis().detach().permute(0, 2, 1).reshape(k, 3 * p)
-    shape = problem.shape.detach().T.reshape(3 * p)
     f = problem.log_f.detach().exp()
     wd = math.sqrt(st.depth_weight)
     we = math.sqrt(st.expression_weight * p / max(k, 1))
-
-    def residual(omega, trans, expr, r0, ou, ov, oz):
-        rot = axis_angle_to_matrix(omega) @ r0
-        cam = rot @ (shape + expr @ basis).view(3, p) + trans[:, None]
-        x, y, z = cam[0], cam[1], cam[2]
-        u = problem.cx - f * x / z
-        v = problem.cy + f * y / z
-        zmean = z.mean()
-        zrel = (z - zmean) * (f / zmean)
-        return torch.cat([u - ou, v - ov, wd * (zrel - oz), we * expr])
-
-    return residual
+    basis = problem.effective_basis().detach().permute(0, 2, 1)                # [K, 3, P]
+    pts = problem.shape.detach().T + torch.einsum("mk,kdp->mdp", problem.expr, basis)   # [M, 3, P]
+    rot = problem.rotations().detach()
+    q = rot @ pts                                                               # [M, 3, P]
+    cam = q + problem.trans[:, :, None]
+    x, y, z = cam.unbind(1)
+    u = problem.cx - f * x / z
+    v = problem.cy + f * y / z
+    zm = z.mean(1, keepdim=True)
+    zrel = (z - zm) * (f / zm)
+    m = len(rot)
+    # d cam / d params: [M, 3, P, 6+K]
+    zero = torch.zeros_like(q[:, 0])
+    qx, qy, qz = q.unbind(1)
+    d_rot = torch.stack([torch.stack([zero, -qz, qy], 1),        # d/d omega_x: e_x x q
+                         torch.stack([qz, zero, -qx], 1),        # d/d omega_y: e_y x q
+                         torch.stack([-qy, qx, zero], 1)], -1)   # d/d omega_z: e_z x q
+    d_trans = torch.eye(3, dtype=q.dtype)[None, :, None, :].expand(m, 3, p, 3)
+    d_expr = torch.einsum("mij,kjp->mipk", rot, basis)
+    dc = torch.cat([d_rot, d_trans, d_expr], -1)
+    dx, dy, dz = dc.unbind(1)                                                  # [M, P, D]
+    fz, fz2 = (f / z)[..., None], (f / z.square())[..., None]
+    du = -fz * dx + (x[..., None] * fz2) * dz
+    dv = fz * dy - (y[..., None] * fz2) * dz
+    gbar = dz.mean(1, keepdim=True)
+    dzrel = (f / zm)[..., None] * (dz - gbar) - ((z - zm) * f / zm.square())[..., None] * gbar
+    d_prior = torch.zeros(m, k, dc.shape[-1], dtype=q.dtype)
+    d_prior[:, :, 6:] = we * torch.eye(k, dtype=q.dtype)
+    jac = torch.cat([du, dv, wd * dzrel, d_prior], 1)
+    res = torch.cat([u - problem.obs_u, v - problem.obs_v, wd * (zrel - problem.obs_z), we * problem.expr], 1)
+    return res, jac
 
 
 @torch.no_grad()
 def _refine_frames(problem: _Problem, iters: int) -> None:
     """Levenberg-Marquardt on each frame's pose and expression with the shape, blendshapes and
-    focal held: every frame is an independent 6+K parameter problem, solved for all frames
-    at once (vmapped Jacobians, batched normal equations, Huber as reweighting)."""
-    from torch.func import jacfwd, vmap
-
-    residual = _frame_residuals(problem)
+    focal held: every frame is an independent 6+K parameter problem, solved for all frames at
+    once (analytic Jacobians, batched normal equations, Huber as reweighting)."""
     p = problem.shape.shape[0]
     delta = problem.settings.huber_px_512 * problem.s
-    jac_fn = vmap(jacfwd(residual, argnums=(0, 1, 2)))
-    res_fn = vmap(residual)
-    args = lambda: (problem.omega, problem.trans, problem.expr, problem.r0,  # noqa: E731
-                    problem.obs_u, problem.obs_v, problem.obs_z)
 
-    def weights(r):
+    def robust(r):
         err = (r[:, :p].square() + r[:, p:2 * p].square()).sqrt()
         w = torch.where(err < delta, torch.ones_like(err), delta / err.clamp_min(1e-12))
-        return torch.cat([w, w, torch.ones_like(r[:, 2 * p:])], 1)
-
-    def cost(r):
-        err = (r[:, :p].square() + r[:, p:2 * p].square()).sqrt()
         hub = torch.where(err < delta, 0.5 * err.square(), delta * (err - 0.5 * delta)).sum(1)
-        return hub + 0.5 * r[:, 2 * p:].square().sum(1)
+        return torch.cat([w, w, torch.ones_like(r[:, 2 * p:])], 1), hub + 0.5 * r[:, 2 * p:].square().sum(1)
 
+    problem.r0.copy_(problem.rotations())      # the Jacobian is taken at omega = 0
+    problem.omega.zero_()
     lam = torch.full((len(problem.r0), 1), 1e-3)
-    r = res_fn(*args())
-    current = cost(r)
     for _ in range(iters):
-        jw, jt, je = jac_fn(*args())
-        jac = torch.cat([jw, jt, je], 2)                                   # [M, R, 6+K]
-        w = weights(r)[:, :, None]
-        jtj = jac.transpose(1, 2) @ (w * jac)
-        g = jac.transpose(1, 2) @ (w[:, :, 0] * r)[:, :, None]
+        r, jac = _frame_system(problem)
+        w, current = robust(r)
+        jtw = jac.transpose(1, 2) * w[:, None, :]
+        jtj = jtw @ jac
+        g = (jtw @ r[:, :, None])[:, :, 0]
         diag = torch.diag_embed(jtj.diagonal(dim1=1, dim2=2).clamp_min(1e-9))
-        step = -torch.linalg.solve(jtj + lam[:, :, None] * diag, g)[:, :, 0]
-        old = (problem.omega.clone(), problem.trans.clone(), problem.expr.clone())
-        problem.omega += step[:, :3]
+        step = -torch.linalg.solve(jtj + lam[:, :, None] * diag, g[:, :, None])[:, :, 0]
+        old = (problem.r0.clone(), problem.trans.clone(), problem.expr.clone())
+        problem.r0.copy_(axis_angle_to_matrix(step[:, :3]) @ problem.r0)
         problem.trans += step[:, 3:6]
         problem.expr += step[:, 6:]
-        r_new = res_fn(*args())
-        new = cost(r_new)
-        better = new < current
-        keep = better[:, None]
-        problem.omega.copy_(torch.where(keep, problem.omega, old[0]))
+        r_new, _ = _frame_system(problem)
+        _, new = robust(r_new)
+        keep = (new < current)[:, None]
+        problem.r0.copy_(torch.where(keep[:, :, None], problem.r0, old[0]))
         problem.trans.copy_(torch.where(keep, problem.trans, old[1]))
         problem.expr.copy_(torch.where(keep, problem.expr, old[2]))
         lam = torch.where(keep, lam * 0.3, lam * 10.0).clamp(1e-7, 1e7)
-        r = torch.where(keep, r_new, r)
-        current = torch.where(better, new, current)
-    # fold the rotation increments into the reference rotations (keeps omega near zero)
-    problem.r0.copy_(axis_angle_to_matrix(problem.omega) @ problem.r0)
-    problem.omega.zero_()
 
 
 def _solve(problem: _Problem, iters: int, free_focal: bool, desc: str | None = None) -> float:
@@ -371,10 +374,23 @@ def track_landmarks(landmarks: np.ndarray, resolution: int,
     losses: dict[float, float] = {}
     fits: dict[float, _Problem] = {}
 
+    # Every candidate starts from one converged fit at the middle of the range (the camera
+    # moved along its axis to keep the face's size) and gets the same number of iterations,
+    # so their losses compare fits of equal effort.
+    base = _Problem(init, sub, float(np.sqrt(candidates[0] * candidates[-1])), cxy, landmarks, st,
+                    resolution, temporal=False)
+    _refine_frames(base, st.frame_iters)
+    _solve(base, st.search_iters, free_focal=False)
+
     def fit_subset(f: float) -> None:
         prob = _Problem(init, sub, f, cxy, landmarks, st, resolution, temporal=False)
+        ratio = f / float(base.log_f.exp())
+        with torch.no_grad():
+            for name in ("shape", "basis", "expr", "r0", "omega"):
+                getattr(prob, name).copy_(getattr(base, name))
+            prob.trans.copy_(base.trans * ratio)
         _refine_frames(prob, st.frame_iters)
-        losses[f] = _solve(prob, st.search_iters, free_focal=False)
+        losses[f] = _solve(prob, st.refine_iters, free_focal=False)
         fits[f] = prob
 
     for f in progress(candidates, desc="tracking: focal search", unit="focal"):

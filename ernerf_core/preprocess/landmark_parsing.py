@@ -18,7 +18,7 @@ from .parsing_codes import BACKGROUND, HEAD, NECK, TORSO
 # The jaw part of JAW_LINE used as the head/neck border: jaw angle (58) -> chin -> (288).
 _JAW_START = int(np.flatnonzero(JAW_LINE == 58)[0])
 _JAW_END = int(np.flatnonzero(JAW_LINE == 288)[0])
-NECK_JAW = JAW_LINE[_JAW_START:_JAW_END + 1]
+NECK_JAW = JAW_LINE[_JAW_START : _JAW_END + 1]
 # Facial features excluded from the skin colour sample: eyes+brows and lips (iBUG-68 groups).
 _RIGHT_EYE_BROW = IBUG68_FROM_MESH[list(range(17, 22)) + list(range(36, 42))]
 _LEFT_EYE_BROW = IBUG68_FROM_MESH[list(range(22, 27)) + list(range(42, 48))]
@@ -41,7 +41,7 @@ class SelfieSegmenter:
     def close(self) -> None:
         self._seg.close()
 
-    def __enter__(self) -> "SelfieSegmenter":
+    def __enter__(self) -> SelfieSegmenter:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -70,7 +70,9 @@ def _below_jaw(shape: tuple[int, int], xy: np.ndarray, right: np.ndarray, down: 
     far = 4.0 * max(shape)
     jaw = xy[NECK_JAW]
     left_end, right_end = jaw[0] - right * far, jaw[-1] + right * far
-    polygon = np.concatenate([[left_end], jaw, [right_end], [right_end + down * far], [left_end + down * far]])
+    polygon = np.concatenate(
+        [[left_end], jaw, [right_end], [right_end + down * far], [left_end + down * far]]
+    )
     return _poly_mask(shape, polygon)
 
 
@@ -85,6 +87,8 @@ def _skin_sample(xy: np.ndarray, face: np.ndarray, grow: int) -> tuple[np.ndarra
     """Face pixels that are skin in almost every face: inside the outline, away from its
     border (hair fringe, beard line), eyes, brows, lips and nostrils. -> (rows, cols)."""
     rows, cols = _box(xy[FACE_OVAL], face.shape)
+    if rows.start >= rows.stop or cols.start >= cols.stop:
+        return np.zeros(0, np.intp), np.zeros(0, np.intp)  # face outside the frame
     offset = np.array([cols.start, rows.start])
     kernel = np.ones((2 * grow + 1, 2 * grow + 1), np.uint8)
     inner = cv2.erode(face[rows, cols].astype(np.uint8), kernel)
@@ -96,8 +100,9 @@ def _skin_sample(xy: np.ndarray, face: np.ndarray, grow: int) -> tuple[np.ndarra
     return ys + rows.start, xs + cols.start
 
 
-def _skin_distance(rgb: np.ndarray, sample: tuple[np.ndarray, np.ndarray], box: tuple[slice, slice]
-                   ) -> np.ndarray | None:
+def _skin_distance(
+    rgb: np.ndarray, sample: tuple[np.ndarray, np.ndarray], box: tuple[slice, slice]
+) -> np.ndarray | None:
     """Squared Mahalanobis distance of each pixel's Lab chroma (a, b) in ``box`` to the
     sampled skin pixels, [h, w]; lightness is left out because the neck is usually in shadow."""
     ys, xs = sample
@@ -121,12 +126,19 @@ def _component_touching(mask: np.ndarray, seed: np.ndarray) -> np.ndarray:
     return np.isin(labels, keep)
 
 
-def _band(center: np.ndarray, right: np.ndarray, down: np.ndarray, half_width: float,
-          up_len: float, down_len: float) -> np.ndarray:
+def _band(
+    center: np.ndarray, right: np.ndarray, down: np.ndarray, half_width: float, up_len: float, down_len: float
+) -> np.ndarray:
     """Corners [4, 2] of a rectangle aligned with the face axes."""
     top, bottom = center - down * up_len, center + down * down_len
-    return np.array([top - right * half_width, top + right * half_width,
-                     bottom + right * half_width, bottom - right * half_width])
+    return np.array(
+        [
+            top - right * half_width,
+            top + right * half_width,
+            bottom + right * half_width,
+            bottom - right * half_width,
+        ]
+    )
 
 
 def parse_frame(rgb: np.ndarray, mesh: np.ndarray, person_prob: np.ndarray) -> np.ndarray:

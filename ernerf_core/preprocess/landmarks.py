@@ -25,8 +25,14 @@ from ..fsio import atomic_file, write_manifest
 from ..media.frames import read_rgb
 from ..progress import progress
 from .mesh_indices import IBUG68_FROM_MESH, ibug68_from_mesh
-from .subject_io import (MESH_POINTS, format_ranges, frame_ranges, normalize_manifest, subject_frames,
-                         use_torch_threads_in_cv2)
+from .subject_io import (
+    MESH_POINTS,
+    format_ranges,
+    frame_ranges,
+    normalize_manifest,
+    subject_frames,
+    use_torch_threads_in_cv2,
+)
 
 STAGE = "landmarks"
 BACKENDS = ("mediapipe", "face_alignment")
@@ -44,14 +50,18 @@ class MeshTracker:
         import mediapipe as mp
 
         self._mesh = mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=False, max_num_faces=max_faces, refine_landmarks=True,
-            min_detection_confidence=0.5, min_tracking_confidence=0.5)
+            static_image_mode=False,
+            max_num_faces=max_faces,
+            refine_landmarks=True,
+            min_detection_confidence=0.5,
+            min_tracking_confidence=0.5,
+        )
         self._last_center: np.ndarray | None = None
 
     def close(self) -> None:
         self._mesh.close()
 
-    def __enter__(self) -> "MeshTracker":
+    def __enter__(self) -> MeshTracker:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -65,15 +75,18 @@ class MeshTracker:
             self._last_center = None
             return None, 0
         scale = np.array([w, h, w], dtype=np.float32)  # MediaPipe z is normalised by width
-        faces = [np.array([(p.x, p.y, p.z) for p in f.landmark], dtype=np.float32) * scale
-                 for f in result.multi_face_landmarks]
+        faces = [
+            np.array([(p.x, p.y, p.z) for p in f.landmark], dtype=np.float32) * scale
+            for f in result.multi_face_landmarks
+        ]
         face = faces[choose_face(faces, (h, w), self._last_center)]
         self._last_center = face[:, :2].mean(0)
         return face, len(faces)
 
 
-def choose_face(faces: list[np.ndarray], image_hw: tuple[int, int],
-                last_center: np.ndarray | None = None) -> int:
+def choose_face(
+    faces: list[np.ndarray], image_hw: tuple[int, int], last_center: np.ndarray | None = None
+) -> int:
     """Index of the face to follow among [478, >=2] point sets.
 
     Continuity first: the face whose centre is within half a face size of the last followed
@@ -107,24 +120,31 @@ def fill_gaps(points: np.ndarray, found: np.ndarray) -> np.ndarray:
     return filled.reshape(points.shape)
 
 
-def check_gaps(subject: str, found: np.ndarray, max_missing_share: float, max_gap_frames: int,
-               frames_dir: Path) -> list[tuple[int, int]]:
+def check_gaps(
+    subject: str, found: np.ndarray, max_missing_share: float, max_gap_frames: int, frames_dir: Path
+) -> list[tuple[int, int]]:
     """Raise StageError when the face is missing too often or too long; return the gaps."""
     n = len(found)
     missing = np.flatnonzero(~found)
     if len(missing) == n:
-        raise StageError(subject, STAGE, f"no face found in any of the {n} frames (0-{n - 1}) of {frames_dir}",
-                         "use a video that shows one face, frontal and unoccluded, on every frame")
+        raise StageError(
+            subject,
+            STAGE,
+            f"no face found in any of the {n} frames (0-{n - 1}) of {frames_dir}",
+            "use a video that shows one face, frontal and unoccluded, on every frame",
+        )
     gaps = frame_ranges(missing)
     longest = max((b - a + 1 for a, b in gaps), default=0)
     share = len(missing) / n
     if longest > max_gap_frames or share > max_missing_share:
         raise StageError(
-            subject, STAGE,
+            subject,
+            STAGE,
             f"no face in frames {format_ranges(missing)} of {frames_dir} ({len(missing)} of {n} frames, "
             f"{share:.0%}; longest gap {longest} frames; allowed: gaps up to {max_gap_frames} frames "
             f"and {max_missing_share:.0%} of frames)",
-            "cut these frames out of the video, or raise landmarks.max_gap_frames / landmarks.max_missing_share")
+            "cut these frames out of the video, or raise landmarks.max_gap_frames / max_missing_share",
+        )
     return gaps
 
 
@@ -134,9 +154,15 @@ def write_lms(path: Path, points68: np.ndarray) -> None:
         np.savetxt(tmp, points68[:, :2], fmt="%f")
 
 
-def detect_landmarks(subject: str, data_dir: str | os.PathLike, dense_path: str | os.PathLike,
-                     manifest_path: str | os.PathLike, backend: str = "mediapipe",
-                     max_missing_share: float = 0.1, max_gap_frames: int = 12) -> dict[str, Any]:
+def detect_landmarks(
+    subject: str,
+    data_dir: str | os.PathLike,
+    dense_path: str | os.PathLike,
+    manifest_path: str | os.PathLike,
+    backend: str = "mediapipe",
+    max_missing_share: float = 0.1,
+    max_gap_frames: int = 12,
+) -> dict[str, Any]:
     if backend not in BACKENDS:
         raise StageError(subject, STAGE, f"unknown backend {backend!r}", f"use one of {', '.join(BACKENDS)}")
     use_torch_threads_in_cv2()
@@ -144,8 +170,12 @@ def detect_landmarks(subject: str, data_dir: str | os.PathLike, dense_path: str 
     frames_dir = paths[0].parent
     normalize = normalize_manifest(data_dir)
     if normalize and normalize.get("frames") not in (None, len(paths)):
-        raise StageError(subject, STAGE, f"{frames_dir} has {len(paths)} frames but normalize made "
-                         f"{normalize['frames']}", "rerun the normalize stage")
+        raise StageError(
+            subject,
+            STAGE,
+            f"{frames_dir} has {len(paths)} frames but normalize made {normalize['frames']}",
+            "rerun the normalize stage",
+        )
     fan = None
     if backend == "face_alignment":
         from .fan_landmarks import FanLandmarks
@@ -163,8 +193,12 @@ def detect_landmarks(subject: str, data_dir: str | os.PathLike, dense_path: str 
         for i, path in enumerate(progress(paths, desc="landmarks", unit="frame")):
             rgb = read_rgb(path)
             if rgb.shape[:2] != (height, width):
-                raise StageError(subject, STAGE, f"{path} is {rgb.shape[1]}x{rgb.shape[0]}, frame 0 is "
-                                 f"{width}x{height}", "rerun the normalize stage")
+                raise StageError(
+                    subject,
+                    STAGE,
+                    f"{path} is {rgb.shape[1]}x{rgb.shape[0]}, frame 0 is {width}x{height}",
+                    "rerun the normalize stage",
+                )
             face, face_counts[i] = tracker(rgb)
             if face is not None:
                 mesh[i], found[i] = face, True
@@ -178,8 +212,11 @@ def detect_landmarks(subject: str, data_dir: str | os.PathLike, dense_path: str 
     mesh = fill_gaps(mesh, found).astype(np.float32)
     multi = np.flatnonzero(face_counts > 1)
     if len(multi):
-        log.warning("%d frames show more than one face (%s); followed the largest, most central one",
-                    len(multi), format_ranges(multi))
+        log.warning(
+            "%d frames show more than one face (%s); followed the largest, most central one",
+            len(multi),
+            format_ranges(multi),
+        )
     if gaps:
         log.warning("no face in frames %s: interpolated", format_ranges(np.flatnonzero(~found)))
 
@@ -189,26 +226,40 @@ def detect_landmarks(subject: str, data_dir: str | os.PathLike, dense_path: str 
     else:
         fan_gaps = []
         points68 = ibug68_from_mesh(mesh)
-    for path, pts in zip(paths, points68):
+    for path, pts in zip(paths, points68, strict=True):
         write_lms(path.with_suffix(".lms"), pts)
     with atomic_file(dense_path) as tmp:
         np.save(tmp, mesh)
 
     facts: dict[str, Any] = dict(
-        frames=n, resolution=[width, height], dense_shape=list(mesh.shape),
+        frames=n,
+        resolution=[width, height],
+        dense_shape=list(mesh.shape),
         dense_units="x, y pixels; z MediaPipe relative depth scaled like x (pixels)",
         lms_source="face_alignment FAN 2D" if fan is not None else "MediaPipe mesh -> iBUG-68",
-        mesh_to_ibug68=IBUG68_FROM_MESH.tolist(), detected=found.tolist(), face_counts=face_counts.tolist(),
-        missing_frames=int((~found).sum()), interpolated_ranges=[list(g) for g in gaps],
+        mesh_to_ibug68=IBUG68_FROM_MESH.tolist(),
+        detected=found.tolist(),
+        face_counts=face_counts.tolist(),
+        missing_frames=int((~found).sum()),
+        interpolated_ranges=[list(g) for g in gaps],
         multi_face_ranges=[list(r) for r in frame_ranges(multi)],
     )
     if fan is not None:
         facts.update(lms_detected=fan_found.tolist(), lms_interpolated_ranges=[list(g) for g in fan_gaps])
-    log.info("landmarks: %d frames, face found on %d, %d interpolated, %d with several faces",
-             n, int(found.sum()), int((~found).sum()), len(multi))
-    return write_manifest(manifest_path, stage=STAGE, subject=subject,
-                          params=dict(backend=backend, max_missing_share=max_missing_share,
-                                      max_gap_frames=max_gap_frames), **facts)
+    log.info(
+        "landmarks: %d frames, face found on %d, %d interpolated, %d with several faces",
+        n,
+        int(found.sum()),
+        int((~found).sum()),
+        len(multi),
+    )
+    return write_manifest(
+        manifest_path,
+        stage=STAGE,
+        subject=subject,
+        params=dict(backend=backend, max_missing_share=max_missing_share, max_gap_frames=max_gap_frames),
+        **facts,
+    )
 
 
 def add_cli(subparsers: argparse._SubParsersAction) -> None:
@@ -225,7 +276,12 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
 
 def _run_cli(args: argparse.Namespace) -> dict[str, Any]:
     data = Path(args.data_dir)
-    return detect_landmarks(subject=args.subject, data_dir=data, dense_path=args.dense or data / "landmarks.npy",
-                            manifest_path=args.manifest or data.parent / "manifests" / "landmarks.json",
-                            backend=args.backend, max_missing_share=args.max_missing_share,
-                            max_gap_frames=args.max_gap_frames)
+    return detect_landmarks(
+        subject=args.subject,
+        data_dir=data,
+        dense_path=args.dense or data / "landmarks.npy",
+        manifest_path=args.manifest or data.parent / "manifests" / "landmarks.json",
+        backend=args.backend,
+        max_missing_share=args.max_missing_share,
+        max_gap_frames=args.max_gap_frames,
+    )

@@ -28,9 +28,14 @@ BACKENDS = ("landmarks", "bisenet")
 log = logging.getLogger("ernerf.parsing")
 
 
-def parse_faces(subject: str, data_dir: str | os.PathLike, parsing_dir: str | os.PathLike,
-                manifest_path: str | os.PathLike, backend: str = "landmarks",
-                bisenet_weights: str | os.PathLike | None = None) -> dict[str, Any]:
+def parse_faces(
+    subject: str,
+    data_dir: str | os.PathLike,
+    parsing_dir: str | os.PathLike,
+    manifest_path: str | os.PathLike,
+    backend: str = "landmarks",
+    bisenet_weights: str | os.PathLike | None = None,
+) -> dict[str, Any]:
     if backend not in BACKENDS:
         raise StageError(subject, STAGE, f"unknown backend {backend!r}", f"use one of {', '.join(BACKENDS)}")
     use_torch_threads_in_cv2()
@@ -68,13 +73,21 @@ def parse_faces(subject: str, data_dir: str | os.PathLike, parsing_dir: str | os
         log.warning("no head pixels in frames %s", format_ranges(no_head))
     mean_share = {name: round(float(shares[:, label].mean()), 4) for label, name in REGION_NAMES.items()}
     log.info("parsing: %d frames, mean region shares %s", len(paths), mean_share)
-    return write_manifest(manifest_path, stage=STAGE, subject=subject,
-                          params=dict(backend=backend, bisenet_weights=os.fspath(bisenet_weights)
-                                      if bisenet_weights else None),
-                          frames=len(paths), mean_region_share=mean_share,
-                          frames_without_head=[int(i) for i in no_head],
-                          colour_codes_bgr={"head": [255, 0, 0], "neck": [0, 255, 0], "torso": [0, 0, 255],
-                                            "background": [255, 255, 255]})
+    return write_manifest(
+        manifest_path,
+        stage=STAGE,
+        subject=subject,
+        params=dict(backend=backend, bisenet_weights=os.fspath(bisenet_weights) if bisenet_weights else None),
+        frames=len(paths),
+        mean_region_share=mean_share,
+        frames_without_head=[int(i) for i in no_head],
+        colour_codes_bgr={
+            "head": [255, 0, 0],
+            "neck": [0, 255, 0],
+            "torso": [0, 0, 255],
+            "background": [255, 255, 255],
+        },
+    )
 
 
 def add_cli(subparsers: argparse._SubParsersAction) -> None:
@@ -90,6 +103,11 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
 
 def _run_cli(args: argparse.Namespace) -> dict[str, Any]:
     data = Path(args.data_dir)
-    return parse_faces(subject=args.subject, data_dir=data, parsing_dir=args.parsing_dir or data / "parsing",
-                       manifest_path=args.manifest or data.parent / "manifests" / "parsing.json",
-                       backend=args.backend, bisenet_weights=args.bisenet_weights)
+    return parse_faces(
+        subject=args.subject,
+        data_dir=data,
+        parsing_dir=args.parsing_dir or data / "parsing",
+        manifest_path=args.manifest or data.parent / "manifests" / "parsing.json",
+        backend=args.backend,
+        bisenet_weights=args.bisenet_weights,
+    )

@@ -23,8 +23,17 @@ STAGE = "preview"
 TILE = 256
 SHOWN_FRAMES = 6
 # iBUG-68 contours drawn as lines: (first, last, closed).
-IBUG68_CONTOURS = [(0, 16, False), (17, 21, False), (22, 26, False), (27, 30, False), (31, 35, False),
-                   (36, 41, True), (42, 47, True), (48, 59, True), (60, 67, True)]
+IBUG68_CONTOURS = [
+    (0, 16, False),
+    (17, 21, False),
+    (22, 26, False),
+    (27, 30, False),
+    (31, 35, False),
+    (36, 41, True),
+    (42, 47, True),
+    (48, 59, True),
+    (60, 67, True),
+]
 
 
 def _landmark_tile(rgb: np.ndarray, mesh: np.ndarray | None, lms: np.ndarray, scale: float) -> np.ndarray:
@@ -34,7 +43,7 @@ def _landmark_tile(rgb: np.ndarray, mesh: np.ndarray | None, lms: np.ndarray, sc
             cv2.circle(tile, (int(x), int(y)), 0, (200, 200, 200), -1)
     pts = np.round(lms[:, :2] * scale).astype(np.int32)
     for first, last, closed in IBUG68_CONTOURS:
-        cv2.polylines(tile, [pts[first:last + 1]], closed, (255, 220, 0), 1, cv2.LINE_AA)
+        cv2.polylines(tile, [pts[first : last + 1]], closed, (255, 220, 0), 1, cv2.LINE_AA)
     for x, y in pts:
         cv2.circle(tile, (int(x), int(y)), 1, (255, 80, 0), -1)
     return tile
@@ -42,8 +51,9 @@ def _landmark_tile(rgb: np.ndarray, mesh: np.ndarray | None, lms: np.ndarray, sc
 
 def _parsing_tile(rgb: np.ndarray, labels: np.ndarray) -> np.ndarray:
     colours = CODES_BGR[labels][..., ::-1].astype(np.float32)  # as an RGB viewer shows the file
-    blend = np.where((labels == BACKGROUND)[..., None], 0.25 * rgb + 0.75 * 255,
-                     0.45 * rgb + 0.55 * colours).astype(np.uint8)
+    blend = np.where(
+        (labels == BACKGROUND)[..., None], 0.25 * rgb + 0.75 * 255, 0.45 * rgb + 0.55 * colours
+    ).astype(np.uint8)
     return cv2.resize(blend, (TILE, TILE), interpolation=cv2.INTER_NEAREST)
 
 
@@ -85,7 +95,7 @@ def make_preview(subject: str, data_dir: str | os.PathLike, sheet_path: str | os
     # Two frames (four tiles) per row of the sheet.
     if len(rows) % 2:
         rows.append(np.full_like(rows[0], 255))
-    sheet = np.concatenate([np.concatenate(rows[k:k + 2], axis=1) for k in range(0, len(rows), 2)], axis=0)
+    sheet = np.concatenate([np.concatenate(rows[k : k + 2], axis=1) for k in range(0, len(rows), 2)], axis=0)
     sheet = np.concatenate([sheet, _legend(sheet.shape[1])], axis=0)
     write_png(sheet_path, sheet)
 
@@ -100,4 +110,8 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
 
 def _run_cli(args: argparse.Namespace) -> None:
     data = Path(args.data_dir)
-    make_preview(subject=args.subject, data_dir=data, sheet_path=args.sheet or data.parent / "preview" / "contact_sheet.png")
+    make_preview(
+        subject=args.subject,
+        data_dir=data,
+        sheet_path=args.sheet or data.parent / "preview" / "contact_sheet.png",
+    )

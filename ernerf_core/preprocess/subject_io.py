@@ -26,12 +26,18 @@ def subject_frames(subject: str, stage: str, data_dir: str | os.PathLike) -> lis
         raise StageError(subject, stage, f"no frames folder {frames_dir}", "run the normalize stage first")
     paths = frame_paths(frames_dir)
     if not paths:
-        raise StageError(subject, stage, f"no <i>.jpg frames in {frames_dir}", "run the normalize stage first")
+        raise StageError(
+            subject, stage, f"no <i>.jpg frames in {frames_dir}", "run the normalize stage first"
+        )
     numbers = [int(p.stem) for p in paths]
     if numbers != list(range(len(paths))):
         gap = next(i for i, n in enumerate(numbers) if n != i)
-        raise StageError(subject, stage, f"frames in {frames_dir} are not numbered 0..{len(paths) - 1} "
-                         f"(frame {gap}.jpg is missing)", "rerun the normalize stage")
+        raise StageError(
+            subject,
+            stage,
+            f"frames in {frames_dir} are not numbered 0..{len(paths) - 1} (frame {gap}.jpg is missing)",
+            "rerun the normalize stage",
+        )
     return paths
 
 
@@ -48,8 +54,12 @@ def load_dense_landmarks(subject: str, stage: str, data_dir: str | os.PathLike, 
         raise StageError(subject, stage, f"no dense landmarks {path}", "run the landmarks stage first")
     mesh = np.load(path)
     if mesh.ndim != 3 or mesh.shape[1:] != (MESH_POINTS, 3) or mesh.shape[0] != frames:
-        raise StageError(subject, stage, f"{path} has shape {mesh.shape}, expected ({frames}, {MESH_POINTS}, 3)",
-                         "rerun the landmarks stage")
+        raise StageError(
+            subject,
+            stage,
+            f"{path} has shape {mesh.shape}, expected ({frames}, {MESH_POINTS}, 3)",
+            "rerun the landmarks stage",
+        )
     return mesh
 
 

@@ -27,15 +27,16 @@ from .parsing_codes import BACKGROUND, HEAD, NECK, TORSO, read_parsing
 from .subject_io import subject_frames, use_torch_threads_in_cv2
 
 STAGE = "torso_gt"
-TORSO_FILL_ROWS = 9          # reference: torso continued 8 px (+ its top row) under the head
-NECK_FILL_ROWS = 48          # reference: neck continued 48 px under the head ...
-NECK_PUSH_DOWN = 4           # ... from up to 4 px below its top edge (the edge is noisy)
-DARKEN = 0.98                # per row, so the fill fades into shadow under the chin
+TORSO_FILL_ROWS = 9  # reference: torso continued 8 px (+ its top row) under the head
+NECK_FILL_ROWS = 48  # reference: neck continued 48 px under the head ...
+NECK_PUSH_DOWN = 4  # ... from up to 4 px below its top edge (the edge is noisy)
+DARKEN = 0.98  # per row, so the fill fades into shadow under the chin
 log = logging.getLogger("ernerf.torso_gt")
 
 
-def _fill_up(image: np.ndarray, region: np.ndarray, head: np.ndarray, rows: int, push_down: int = 0
-             ) -> np.ndarray:
+def _fill_up(
+    image: np.ndarray, region: np.ndarray, head: np.ndarray, rows: int, push_down: int = 0
+) -> np.ndarray:
     """Continue ``region`` upwards into the head, column by column; paints ``image`` in place.
 
     For each column whose topmost ``region`` pixel lies right under the head, the colour
@@ -47,7 +48,7 @@ def _fill_up(image: np.ndarray, region: np.ndarray, head: np.ndarray, rows: int,
     ys, xs = np.nonzero(region)
     if len(ys) == 0:
         return painted
-    order = np.lexsort((ys, xs))                      # by column, then top to bottom
+    order = np.lexsort((ys, xs))  # by column, then top to bottom
     ys, xs = ys[order], xs[order]
     cols, first, counts = np.unique(xs, return_index=True, return_counts=True)
     top = ys[first]
@@ -56,12 +57,12 @@ def _fill_up(image: np.ndarray, region: np.ndarray, head: np.ndarray, rows: int,
     if len(cols) == 0:
         return painted
     top = top + np.minimum(counts - 1, push_down)
-    colours = image[top, cols].astype(np.float32)     # [m, 3]
+    colours = image[top, cols].astype(np.float32)  # [m, 3]
     steps = np.arange(rows + push_down + 1)[:, None]  # [L, 1]
-    fill_y = top[None, :] - steps                     # [L, m]
+    fill_y = top[None, :] - steps  # [L, m]
     fill_x = np.broadcast_to(cols[None, :], fill_y.shape)
-    fill_rgb = colours[None] * (DARKEN ** steps)[..., None]  # [L, m, 3]
-    inside = fill_y >= 0                              # the reference wrapped around the image top
+    fill_rgb = colours[None] * (DARKEN**steps)[..., None]  # [L, m, 3]
+    inside = fill_y >= 0  # the reference wrapped around the image top
     image[fill_y[inside], fill_x[inside]] = fill_rgb[inside].astype(np.uint8)
     painted[fill_y[inside], fill_x[inside]] = True
     return painted
@@ -95,8 +96,13 @@ def torso_and_gt(rgb: np.ndarray, labels: np.ndarray, bc: np.ndarray) -> tuple[n
     return gt, np.concatenate([image, alpha[..., None]], axis=-1)
 
 
-def make_torso_and_gt(subject: str, data_dir: str | os.PathLike, gt_dir: str | os.PathLike,
-                      torso_dir: str | os.PathLike, manifest_path: str | os.PathLike) -> dict[str, Any]:
+def make_torso_and_gt(
+    subject: str,
+    data_dir: str | os.PathLike,
+    gt_dir: str | os.PathLike,
+    torso_dir: str | os.PathLike,
+    manifest_path: str | os.PathLike,
+) -> dict[str, Any]:
     use_torch_threads_in_cv2()
     data_dir = Path(data_dir)
     paths = subject_frames(subject, STAGE, data_dir)
@@ -112,24 +118,41 @@ def make_torso_and_gt(subject: str, data_dir: str | os.PathLike, gt_dir: str | o
                 raise StageError(subject, STAGE, f"no parsing {parsing_path}", "run the parsing stage first")
             rgb, labels = read_rgb(path), read_parsing(parsing_path)
             if not (rgb.shape[:2] == labels.shape == bc.shape[:2]):
-                raise StageError(subject, STAGE, f"frame {i}: image {rgb.shape[1::-1]}, parsing "
-                                 f"{labels.shape[::-1]} and bc.jpg {bc.shape[1::-1]} differ in size",
-                                 "rerun parsing and background")
+                raise StageError(
+                    subject,
+                    STAGE,
+                    f"frame {i}: image {rgb.shape[1::-1]}, parsing "
+                    f"{labels.shape[::-1]} and bc.jpg {bc.shape[1::-1]} differ in size",
+                    "rerun parsing and background",
+                )
             gt, torso = torso_and_gt(rgb, labels, bc)
             write_jpg(gt_tmp / f"{i}.jpg", gt)
             write_png(torso_tmp / f"{i}.png", torso)
             torso_share[i] = float((torso[..., 3] > 0).mean())
     log.info("torso_gt: %d frames, mean torso alpha coverage %.1f%%", len(paths), 100 * torso_share.mean())
-    return write_manifest(manifest_path, stage=STAGE, subject=subject,
-                          params=dict(torso_fill_rows=TORSO_FILL_ROWS, neck_fill_rows=NECK_FILL_ROWS,
-                                      neck_push_down=NECK_PUSH_DOWN, darken=DARKEN),
-                          frames=len(paths), mean_torso_coverage=round(float(torso_share.mean()), 4))
+    return write_manifest(
+        manifest_path,
+        stage=STAGE,
+        subject=subject,
+        params=dict(
+            torso_fill_rows=TORSO_FILL_ROWS,
+            neck_fill_rows=NECK_FILL_ROWS,
+            neck_push_down=NECK_PUSH_DOWN,
+            darken=DARKEN,
+        ),
+        frames=len(paths),
+        mean_torso_coverage=round(float(torso_share.mean()), 4),
+    )
 
 
 def add_cli(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(STAGE, help="gt_imgs/ (background replaced) and torso_imgs/ (RGBA, head removed)")
+    p = subparsers.add_parser(
+        STAGE, help="gt_imgs/ (background replaced) and torso_imgs/ (RGBA, head removed)"
+    )
     p.add_argument("--subject", required=True)
-    p.add_argument("--data-dir", required=True, help="the subject's data folder (ori_imgs/, parsing/, bc.jpg)")
+    p.add_argument(
+        "--data-dir", required=True, help="the subject's data folder (ori_imgs/, parsing/, bc.jpg)"
+    )
     p.add_argument("--gt-dir", help="output folder (default: DATA_DIR/gt_imgs)")
     p.add_argument("--torso-dir", help="output folder (default: DATA_DIR/torso_imgs)")
     p.add_argument("--manifest", help="output manifest (default: DATA_DIR/../manifests/torso_gt.json)")
@@ -138,6 +161,10 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
 
 def _run_cli(args: argparse.Namespace) -> dict[str, Any]:
     data = Path(args.data_dir)
-    return make_torso_and_gt(subject=args.subject, data_dir=data, gt_dir=args.gt_dir or data / "gt_imgs",
-                             torso_dir=args.torso_dir or data / "torso_imgs",
-                             manifest_path=args.manifest or data.parent / "manifests" / "torso_gt.json")
+    return make_torso_and_gt(
+        subject=args.subject,
+        data_dir=data,
+        gt_dir=args.gt_dir or data / "gt_imgs",
+        torso_dir=args.torso_dir or data / "torso_imgs",
+        manifest_path=args.manifest or data.parent / "manifests" / "torso_gt.json",
+    )

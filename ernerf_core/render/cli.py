@@ -32,7 +32,8 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--subject", required=True)
     p.add_argument("--results", default="results", help="results folder (default: results)")
     p.add_argument("--model", default=None, help="portrait model (default: <results>/<S>/torso/model.pt)")
-    p.add_argument("--out", default=None, help="video to write (default: <results>/<S>/render/audio/<name>.mp4)")
+    p.add_argument("--out", default=None,
+                   help="video to write (default: <results>/<S>/render/audio/<name>.mp4)")
     p.add_argument("--smooth-window", type=int, default=7, help="pose smoothing window in frames (default 7)")
     p.add_argument("--no-smooth", action="store_true", help="use the training poses unsmoothed")
     p.add_argument("--fixed-eye", type=float, default=None, help="eye value 0 (open) .. 1 (closed)")
@@ -67,7 +68,8 @@ def _run_audio(args: argparse.Namespace) -> dict:
         tmp = Path(tmp)
         extract_features(subject=f"driving:{Path(args.audio).stem}", audio=args.audio,
                          features_path=tmp / "features.npy", manifest_path=tmp / "audio_features.json",
-                         backend=trained["backend"], checkpoint=trained.get("checkpoint"), wav_path=tmp / "aud.wav")
+                         backend=trained["backend"], checkpoint=trained.get("checkpoint"),
+                         wav_path=tmp / "aud.wav")
         return render_audio(subject=args.subject, model_path=model, features_path=tmp / "features.npy",
                             wav_path=tmp / "aud.wav", audio_manifest_path=tmp / "audio_features.json",
                             video_path=out, smooth_path=not args.no_smooth, smooth_window=args.smooth_window,

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 def window_at(features: np.ndarray, i: int) -> torch.Tensor:
     """The [8, C, W] attention window of frame i from memory-mapped features [M, W, C]."""
     lo, hi = max(0, i - ATT_WINDOW // 2), min(len(features), i + ATT_WINDOW // 2)
-    part = torch.from_numpy(np.ascontiguousarray(features[lo:hi], dtype=np.float32)).transpose(1, 2)
+    part = torch.from_numpy(np.array(features[lo:hi], dtype=np.float32)).transpose(1, 2)  # a copy
     return audio_window(part, i - lo, ATT_WINDOW)  # zero padded only at the clip's ends
 
 

@@ -90,9 +90,10 @@ def load_portrait(path, device: torch.device | str = "cpu") -> Portrait:
     head.meta = hp["meta"]
     torso = TorsoNet(TorsoConfig.from_dict(payload["torso"]["config"]))
     torso.load_state_dict(payload["torso"]["state_dict"])
+    track = payload["track"]
     return Portrait(head=head.to(device).eval(), torso=torso.to(device).eval(),
-                    background=payload["background"].numpy(), poses=payload["track"]["poses"],
-                    eye=payload["track"]["eye"], audio=payload["audio"], meta=payload["meta"], head_payload=hp)
+                    background=payload["background"].numpy(), poses=track["poses"], eye=track["eye"],
+                    audio=payload["audio"], meta=payload["meta"], head_payload=hp)
 
 
 @torch.no_grad()
@@ -114,12 +115,13 @@ def torso_over_background(torso: TorsoNet, pose: torch.Tensor, background: torch
 @torch.no_grad()
 def render_frame(portrait: Portrait, pose: torch.Tensor, audio_window: torch.Tensor, eye: float,
                  *, size: tuple[int, int] | None = None, chunk: int = 1 << 15,
-                 background: np.ndarray | None = None) -> dict[str, torch.Tensor]:
+                 background: np.ndarray | None = None, use_alpha_grid: bool = True) -> dict[str, torch.Tensor]:
     """One full frame: head over torso over background.
 
     pose [4, 4] renderer convention; audio_window [8, C, W]; eye in [0, 1]. ``size`` (H, W)
     renders at another resolution (intrinsics scaled); ``background`` uint8 overrides the
-    stored one (same size as the render). Returns ``image`` [H, W, 3] float in [0, 1],
+    stored one (same size as the render); ``use_alpha_grid=False`` evaluates the torso at
+    every pixel (a baseline for benchmarks). Returns ``image`` [H, W, 3] float in [0, 1],
     ``torso_alpha`` [H, W], ``head_weight`` [H, W].
     """
     H0, W0 = portrait.size
@@ -135,7 +137,8 @@ def render_frame(portrait: Portrait, pose: torch.Tensor, audio_window: torch.Ten
         bg = cv2.resize(bg, (W, H), interpolation=cv2.INTER_AREA)
     bg_t = torch.from_numpy(np.ascontiguousarray(bg)).to(dev).float() / 255.0
     pose = torch.as_tensor(pose, dtype=torch.float32, device=dev)
-    torso_bg, alpha = torso_over_background(portrait.torso, pose, bg_t, chunk=max(chunk, 1 << 16))
+    torso_bg, alpha = torso_over_background(portrait.torso, pose, bg_t, chunk=max(chunk, 1 << 16),
+                                            use_grid=use_alpha_grid)
     out = render_image(portrait.head, pose, intrinsics, H, W, audio_window.to(dev), float(eye), torso_bg,
                        chunk=chunk)
     return {"image": out["image"], "torso_alpha": alpha, "head_weight": out["weights_sum"]}

@@ -77,7 +77,8 @@ class MouthTracks:
         r, t = np.stack(self.points["render"]), np.stack(self.points["truth"])
         open_r, open_t = mouth_opening_from_landmarks(r), mouth_opening_from_landmarks(t)
         both = np.isfinite(r[:, UPPER_INNER_LIP, 0]) & np.isfinite(t[:, UPPER_INNER_LIP, 0])
-        lmd = [mouth_distance(r[k][MEDIAPIPE_MOUTH_68, :2], t[k][MEDIAPIPE_MOUTH_68, :2]) for k in np.flatnonzero(both)]
+        lmd = [mouth_distance(r[k][MEDIAPIPE_MOUTH_68, :2], t[k][MEDIAPIPE_MOUTH_68, :2])
+               for k in np.flatnonzero(both)]
         rendered = lipsync_score(open_r, wav, sample_rate)
         truth = lipsync_score(open_t, wav, sample_rate)
         corr_truth = pearson(open_r, open_t)
@@ -105,8 +106,8 @@ def _val_audio(data_dir: Path, first_aud_id: int, n_frames: int) -> tuple[np.nda
     return seg, sr, start
 
 
-def render_test(*, subject: str, model_path, data_dir, video_path, side_by_side_path, sheet_path, metrics_path,
-                device: str = "auto", sheet_frames: int = 8, chunk: int = 1 << 15) -> dict:
+def render_test(*, subject: str, model_path, data_dir, video_path, side_by_side_path, sheet_path,
+                metrics_path, device: str = "auto", sheet_frames: int = 8, chunk: int = 1 << 15) -> dict:
     """Render the val split of ``data_dir`` with the portrait ``model_path``; write the four outputs."""
     dev = resolve_device(device)
     model_path, data_dir = Path(model_path), Path(data_dir)
@@ -115,14 +116,14 @@ def render_test(*, subject: str, model_path, data_dir, video_path, side_by_side_
     if backend not in FEATURE_FILES:
         raise StageError(subject, STAGE, f"{model_path} was trained on unknown audio features '{backend}'",
                          "rerun train_torso")
-    val = SubjectDataset(data_dir, "val", subject=subject, stage=STAGE, features_path=data_dir / FEATURE_FILES[backend],
-                         downscale=1.0, cache_mb=64)
+    val = SubjectDataset(data_dir, "val", subject=subject, stage=STAGE,
+                         features_path=data_dir / FEATURE_FILES[backend], downscale=1.0, cache_mb=64)
     if (val.H, val.W) != portrait.size:
         raise StageError(subject, STAGE, f"the val frames are {val.W}x{val.H} but the model renders "
                          f"{portrait.size[1]}x{portrait.size[0]}", "rerun train_torso on this subject's data")
     if list(val.audio_shape) != list(portrait.audio["feature_shape"][1:]):
-        raise StageError(subject, STAGE, f"{val.features_path.name} has {list(val.audio_shape)} features per frame "
-                         f"but the model was trained on {portrait.audio['feature_shape'][1:]}",
+        raise StageError(subject, STAGE, f"{val.features_path.name} has {list(val.audio_shape)} features "
+                         f"per frame but the model was trained on {portrait.audio['feature_shape'][1:]}",
                          "rerun audio_features and the training stages")
     n = len(val)
     wav, sr, start = _val_audio(data_dir, int(val.aud_ids_raw[0]), n)
@@ -138,7 +139,8 @@ def render_test(*, subject: str, model_path, data_dir, video_path, side_by_side_
                 VideoWriter(side_by_side_path, 2 * W, H, audio=wav_path, audio_start=start) as sbs:
             for k in progress(range(n), desc=f"{subject} render_test", unit="frame"):
                 t0 = time.perf_counter()
-                out = render_frame(portrait, val.poses[k], val.audio_window(k), float(val.eye[k]), chunk=chunk)
+                out = render_frame(portrait, val.poses[k], val.audio_window(k), float(val.eye[k]),
+                                   chunk=chunk)
                 frame = to_uint8(out["image"])
                 render_seconds += time.perf_counter() - t0
                 truth = val.image(k)

@@ -248,113 +248,129 @@ def _lpips_for_metrics(device):
     return load_lpips(device=device)
 
 
-def _run(*, stage: str, subject: str, data_dir, model_path, manifest_path, settings: dict, defaults: dict,
-         device: str, init_head: Path | None) -> dict:
-    """Shared body of train_head and finetune_lips."""
-    s = resolve_settings(settings, defaults)
-    _check_settings(s, subject, stage)
-    dev = resolve_device(device)
-    data_dir, model_path = Path(data_dir), Path(model_path)
-    work = model_path.parent
-    torch.manual_seed(int(s["seed"]))
-    gen = torch.Generator().manual_seed(int(s["seed"]))
-    train = SubjectDataset(data_dir, "train", subject=subject, stage=stage, downscale=s["downscale"],
-                           cache_mb=s["cache_mb"])
-    val = SubjectDataset(data_dir, "val", subject=subject, stage=stage, features_path=train.features_path,
-                         downscale=s["downscale"], cache_mb=64)
+class HeadRun:
+    """One training run of the head or lips stage: built (and resumed) on construction,
+    then ``train()`` and ``finish(model_path, manifest_path)``. Shared body of
+    :func:`train_head` and :func:`finetune_lips`; tests drive it to interrupt and resume."""
 
-    step_offset, total = 0, s["iters"]
-    if init_head is None:
-        model = build_head(s["model"], train.audio_shape, n_individual=len(train)).to(dev)
-        init_occupancy(model, train, carve=s["carve"])
-    else:
-        if not Path(init_head).exists():
-            raise StageError(subject, stage, f"{init_head} is missing", "run train_head first")
-        model = load_head(init_head, dev).train()
-        head_meta = model.meta
-        if head_meta["audio"]["channels"] != train.audio_shape[1] or head_meta["data"]["n_train"] != len(train):
-            raise StageError(subject, stage, f"{init_head} was trained on different data",
-                             "rerun train_head on this subject")
-        step_offset = int(head_meta["train"]["steps"])
-        total = step_offset + s["iters"]
+    def __init__(self, *, stage: str, subject: str, data_dir, work_dir, settings: dict, device: str = "auto",
+                 init_head: Path | None = None):
+        defaults = LIPS_DEFAULTS if stage == "finetune_lips" else HEAD_DEFAULTS
+        s = self.s = resolve_settings(settings, defaults)
+        _check_settings(s, subject, stage)
+        self.stage, self.subject = stage, subject
+        dev = self.device = resolve_device(device)
+        self.data_dir, self.work = Path(data_dir), Path(work_dir)
+        torch.manual_seed(int(s["seed"]))
+        gen = torch.Generator().manual_seed(int(s["seed"]))
+        train = self.train_set = SubjectDataset(self.data_dir, "train", subject=subject, stage=stage,
+                                                downscale=s["downscale"], cache_mb=s["cache_mb"])
+        self.val_set = SubjectDataset(self.data_dir, "val", subject=subject, stage=stage,
+                                      features_path=train.features_path, downscale=s["downscale"], cache_mb=64)
+        self.step_offset, total = 0, s["iters"]
+        if init_head is None:
+            model = build_head(s["model"], train.audio_shape, n_individual=len(train)).to(dev)
+            init_occupancy(model, train, carve=s["carve"])
+        else:
+            if not Path(init_head).exists():
+                raise StageError(subject, stage, f"{init_head} is missing", "run train_head first")
+            model = load_head(init_head, dev).train()
+            meta = model.meta
+            if meta["audio"]["channels"] != train.audio_shape[1] or meta["data"]["n_train"] != len(train):
+                raise StageError(subject, stage, f"{init_head} was trained on different data",
+                                 "rerun train_head on this subject")
+            self.step_offset = int(meta["train"]["steps"])
+            total = self.step_offset + s["iters"]
+        self.model = model
+        self.error_map = ErrorMap(len(train), train.H, train.W, s["error_map_cells"], s["error_map_uniform"]) \
+            if s["error_map"] else None
+        self.lpips_fn = None
+        if stage == "finetune_lips" and s["perceptual"] == "lpips":
+            from .perceptual import load_lpips
 
-    emap = ErrorMap(len(train), train.H, train.W, s["error_map_cells"], s["error_map_uniform"]) \
-        if s["error_map"] else None
-    lpips_fn = None
-    if stage == "finetune_lips" and s["perceptual"] == "lpips":
-        from .perceptual import load_lpips
+            self.lpips_fn = load_lpips(subject, stage, dev)
+        self.step_fn = HeadStep(model, train, s, generator=gen, device=dev, error_map=self.error_map,
+                                mode="lips" if stage == "finetune_lips" else "head", lpips_fn=self.lpips_fn,
+                                step_offset=self.step_offset, total_steps=total)
+        decay, offset = float(s["lr_decay"]), self.step_offset
+        self.run_settings = {**s, "stage": stage, "data": data_fingerprint(self.data_dir, train.features_path),
+                             "init": read_head_file(init_head)["meta"]["train"].get("id") if init_head else None}
+        self.trainer = Trainer(
+            model=model, param_groups=model.param_groups(s["lr"], s["lr_net"]), step_fn=self.step_fn,
+            iters=s["iters"], lr_lambda=lambda it: decay ** ((offset + it) / total), settings=self.run_settings,
+            checkpoint_dir=self.work / "checkpoints", log_path=self.work / "train_log.csv",
+            ema_decay=s["ema_decay"], generator=gen,
+            extra_state={"error_map": self.error_map} if self.error_map else None,
+            checkpoint_every=s["checkpoint_every"], desc=stage,
+            log_columns=("loss", "psnr", "mse", "rays", "samples", "lpips_loss", "val_psnr", "val_loss", "val_lmd",
+                         "val_lpips", "val_render_fps"))
+        if self.trainer.resume():
+            log.info("resumed %s at step %d of %d", stage, self.trainer.step, s["iters"])
 
-        lpips_fn = load_lpips(subject, stage, dev)
-    step = HeadStep(model, train, s, generator=gen, device=dev, error_map=emap,
-                    mode="lips" if stage == "finetune_lips" else "head", lpips_fn=lpips_fn,
-                    step_offset=step_offset, total_steps=total)
-    decay = float(s["lr_decay"])
-    run_settings = {**s, "stage": stage, "data": data_fingerprint(data_dir, train.features_path),
-                    "init": read_head_file(init_head)["meta"]["train"].get("id") if init_head else None}
-    trainer = Trainer(model=model, param_groups=model.param_groups(s["lr"], s["lr_net"]), step_fn=step,
-                      iters=s["iters"], lr_lambda=lambda it: decay ** ((step_offset + it) / total),
-                      settings=run_settings, checkpoint_dir=work / "checkpoints", log_path=work / "train_log.csv",
-                      ema_decay=s["ema_decay"], generator=gen, extra_state={"error_map": emap} if emap else None,
-                      checkpoint_every=s["checkpoint_every"], desc=stage,
-                      log_columns=("loss", "psnr", "mse", "rays", "samples", "val_psnr", "val_loss", "val_lmd",
-                                   "val_lpips", "val_render_fps"))
-    if trainer.resume():
-        log.info("resumed %s at step %d of %d", stage, trainer.step, s["iters"])
-    val_frames = _spread(len(val), s["val_frames"])
+    def train(self, on_step_end=None) -> dict[str, float]:
+        s = self.s
+        frames = _spread(len(self.val_set), s["val_frames"])
 
-    def periodic_val(it: int) -> dict[str, float]:
-        return validate(model, val, val_frames, loss=s["loss"], huber_delta=s["huber_delta"],
-                        out_png=work / "validation" / f"step_{it:07d}.png")
+        def periodic_val(it: int) -> dict[str, float]:
+            return validate(self.model, self.val_set, frames, loss=s["loss"], huber_delta=s["huber_delta"],
+                            out_png=self.work / "validation" / f"step_{it:07d}.png")
 
-    t0 = time.perf_counter()
-    trainer.fit(val_fn=periodic_val if s["val_every"] else None, val_every=s["val_every"])
-    train_seconds = time.perf_counter() - t0
+        return self.trainer.fit(val_fn=periodic_val if s["val_every"] else None, val_every=s["val_every"],
+                                on_step_end=on_step_end)
 
-    # Final metrics at the full resolution of the subject, with the EMA weights.
-    full_val = SubjectDataset(data_dir, "val", subject=subject, stage=stage, features_path=train.features_path,
-                              downscale=1.0, cache_mb=256)
-    detector = _lmd_detector()
-    lpips_metric = lpips_fn if lpips_fn is not None else _lpips_for_metrics(dev)
-    with trainer.ema.applied():
-        model.eval()
-        final = validate(model, full_val, _spread(len(full_val), s["final_val_frames"]), loss=s["loss"],
-                         huber_delta=s["huber_delta"], out_png=work / "validation" / "final.png",
-                         lmd_detector=detector, lpips_fn=lpips_metric)
-        run_id = f"{stage}-{run_settings['data']}-{trainer.step}-{int(time.time())}"
-        meta = {
-            "audio": {"backend": train.audio_backend, "channels": train.audio_shape[1],
-                      "window": train.audio_shape[0]},
-            "scene": {"scale": 4.0, "offset": [0.0, 0.0, 0.0]},
-            "data": {"H": full_val.H, "W": full_val.W, "intrinsics": list(full_val.full_intrinsics),
-                     "n_train": len(train)},
-            "train": {"stage": stage, "id": run_id, "steps": step_offset + trainer.step, "settings": s,
-                      "metrics": final},
-        }
-        save_head(model_path, model, meta)
-    if detector is not None:
-        detector.close()
-    summary = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in final.items()}
-    log.info("%s done: %d steps, val PSNR %.2f dB, LMD %s", stage, trainer.step, final["psnr"], summary.get("lmd"))
-    write_manifest(manifest_path, stage=stage, subject=subject, params=s, model=str(model_path),
-                   steps=trainer.step, total_steps=step_offset + trainer.step, val=summary,
-                   val_frames=len(_spread(len(full_val), s["final_val_frames"])),
-                   train_seconds=round(trainer.elapsed, 1), wall_seconds=round(train_seconds, 1),
-                   occupied_share=model.occupancy.occupied_share(), audio_backend=train.audio_backend,
-                   last_train=trainer.last_logs)
-    return summary
+    def finish(self, model_path, manifest_path) -> dict:
+        """Final validation at full resolution with the EMA weights; writes model.pt and the manifest."""
+        s, train, trainer, model = self.s, self.train_set, self.trainer, self.model
+        full_val = SubjectDataset(self.data_dir, "val", subject=self.subject, stage=self.stage,
+                                  features_path=train.features_path, downscale=1.0, cache_mb=256)
+        frames = _spread(len(full_val), s["final_val_frames"])
+        detector = _lmd_detector()
+        lpips_metric = self.lpips_fn if self.lpips_fn is not None else _lpips_for_metrics(self.device)
+        try:
+            with trainer.ema.applied():
+                model.eval()
+                final = validate(model, full_val, frames, loss=s["loss"], huber_delta=s["huber_delta"],
+                                 out_png=self.work / "validation" / "final.png", lmd_detector=detector,
+                                 lpips_fn=lpips_metric)
+                steps = self.step_offset + trainer.step
+                meta = {
+                    "audio": {"backend": train.audio_backend, "channels": train.audio_shape[1],
+                              "window": train.audio_shape[0]},
+                    "scene": {"scale": 4.0, "offset": [0.0, 0.0, 0.0]},
+                    "data": {"H": full_val.H, "W": full_val.W, "intrinsics": list(full_val.full_intrinsics),
+                             "n_train": len(train)},
+                    "train": {"stage": self.stage, "id": f"{self.stage}-{self.run_settings['data']}-{steps}-"
+                                                         f"{int(time.time())}",
+                              "steps": steps, "settings": s, "metrics": final},
+                }
+                save_head(model_path, model, meta)
+        finally:
+            if detector is not None:
+                detector.close()
+        summary = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in final.items()}
+        log.info("%s done: %d steps, val PSNR %.2f dB, LMD %s", self.stage, trainer.step, final["psnr"],
+                 summary.get("lmd"))
+        write_manifest(manifest_path, stage=self.stage, subject=self.subject, params=s, model=str(model_path),
+                       steps=trainer.step, total_steps=self.step_offset + trainer.step, val=summary,
+                       val_frames=len(frames), train_seconds=round(trainer.elapsed, 1),
+                       occupied_share=model.occupancy.occupied_share(), audio_backend=train.audio_backend,
+                       last_train=trainer.last_logs)
+        return summary
 
 
 def train_head(*, subject: str, data_dir, model_path, manifest_path, settings: dict | None = None,
                device: str = "auto") -> dict:
     """Train the ER-NeRF head on ``data_dir``; writes ``model_path`` and ``manifest_path``."""
-    return _run(stage="train_head", subject=subject, data_dir=data_dir, model_path=model_path,
-                manifest_path=manifest_path, settings=settings or {}, defaults=HEAD_DEFAULTS, device=device,
-                init_head=None)
+    run = HeadRun(stage="train_head", subject=subject, data_dir=data_dir, work_dir=Path(model_path).parent,
+                  settings=settings or {}, device=device)
+    run.train()
+    return run.finish(model_path, manifest_path)
 
 
 def finetune_lips(*, subject: str, data_dir, head_path, model_path, manifest_path, settings: dict | None = None,
                   device: str = "auto") -> dict:
     """Fine-tune the mouth of a trained head (``head_path``); writes ``model_path`` and the manifest."""
-    return _run(stage="finetune_lips", subject=subject, data_dir=data_dir, model_path=model_path,
-                manifest_path=manifest_path, settings=settings or {}, defaults=LIPS_DEFAULTS, device=device,
-                init_head=Path(head_path))
+    run = HeadRun(stage="finetune_lips", subject=subject, data_dir=data_dir, work_dir=Path(model_path).parent,
+                  settings=settings or {}, device=device, init_head=Path(head_path))
+    run.train()
+    return run.finish(model_path, manifest_path)

@@ -1,8 +1,8 @@
 """Loss terms of ER-NeRF training (ERNERF_FACTS.md section 5) and the refined fork's options.
 
-Photometric loss ``train.loss``: ``l2`` (reference), ``l1``, ``smooth_l1`` (PyTorch's
-SmoothL1, beta 1, as the refined fork), ``huber`` (delta ``train.huber_delta``). The same
-criterion serves the photometric, validation and smoothness terms.
+Photometric loss ``train.loss``: ``l2`` (reference), ``l1``, ``smooth_l1``, ``huber``; the
+last two take ``train.huber_delta`` (Huber's delta, SmoothL1's beta; SmoothL1 = Huber /
+delta). The same criterion serves the photometric, validation and smoothness terms.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def photometric(pred: torch.Tensor, target: torch.Tensor, kind: str = "l2", delt
     if kind == "l1":
         return (pred - target).abs()
     if kind == "smooth_l1":
-        return F.smooth_l1_loss(pred, target, reduction="none", beta=1.0)
+        return F.smooth_l1_loss(pred, target, reduction="none", beta=delta)
     if kind == "huber":
         return F.huber_loss(pred, target, reduction="none", delta=delta)
     raise ValueError(f"unknown loss {kind!r}; choose one of {LOSSES}")

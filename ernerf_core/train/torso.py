@@ -55,6 +55,9 @@ TORSO_DEFAULTS = {
              "finest_resolution": 2048},
 }
 
+# Settings that do not change the weights: changing them keeps the checkpoints usable.
+NOT_TRAJECTORY = ("cache_mb", "val_every", "val_frames", "final_val_frames", "checkpoint_every")
+
 
 def resolve_settings(settings: dict) -> dict:
     """Stage settings with defaults filled in (the Snakemake schema fills the same ones)."""
@@ -120,13 +123,15 @@ def validate(portrait: Portrait, data: SubjectDataset, frames: list[int],
         mses.append(float(((pred / 255.0 - real / 255.0) ** 2).mean()))
         bc = torch.from_numpy(data.bc).to(dev).float() / 255
         torso_rgb, _ = torso_over_background(portrait.torso, pose, bc)
-        torso_mses.append(float(((torso_rgb.cpu() - torch.from_numpy(data.background(i)).float() / 255) ** 2).mean()))
+        target = torch.from_numpy(data.background(i)).float() / 255
+        torso_mses.append(float(((torso_rgb.cpu() - target) ** 2).mean()))
         tiles.append(np.concatenate([pred, real], axis=1))
     seconds = time.perf_counter() - t0
     if out_png is not None and tiles:
         out_png.parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(out_png), cv2.cvtColor(np.concatenate(tiles[:4], axis=0), cv2.COLOR_RGB2BGR))
-    return {"psnr": float(np.mean([psnr(m) for m in mses])), "torso_psnr": float(np.mean([psnr(m) for m in torso_mses])),
+    return {"psnr": float(np.mean([psnr(m) for m in mses])),
+            "torso_psnr": float(np.mean([psnr(m) for m in torso_mses])),
             "render_fps": len(frames) / max(seconds, 1e-9)}
 
 
@@ -190,8 +195,8 @@ def train_torso(*, subject: str, data_dir, head_path, model_path, manifest_path,
     head_meta = head_payload["meta"]
     if head_meta["audio"]["channels"] != train.audio_shape[1] or head_meta["data"]["n_train"] != len(train):
         raise StageError(subject, STAGE, f"{head_path} was trained on different data "
-                         f"({head_meta['data']['n_train']} frames, {head_meta['audio']['channels']} audio channels; "
-                         f"this subject has {len(train)} and {train.audio_shape[1]})",
+                         f"({head_meta['data']['n_train']} frames, {head_meta['audio']['channels']} audio "
+                         f"channels; this subject has {len(train)} and {train.audio_shape[1]})",
                          "rerun train_head and finetune_lips on this subject")
 
     torso = TorsoNet(torso_config(s, len(train))).to(dev)
@@ -199,17 +204,21 @@ def train_torso(*, subject: str, data_dir, head_path, model_path, manifest_path,
     if bc_full.shape[:2] != train.full_size:
         bc_full = cv2.resize(bc_full, train.full_size[::-1], interpolation=cv2.INTER_AREA)
     meta = {"H": train.full_size[0], "W": train.full_size[1], "intrinsics": list(train.full_intrinsics)}
-    portrait = Portrait(head=_frozen_head(head_path, dev), torso=torso, background=bc_full, poses=train.poses,
-                        eye=train.eye, audio=audio_facts(data_dir, train), meta=meta, head_payload=head_payload)
+    portrait = Portrait(head=_frozen_head(head_path, dev), torso=torso, background=bc_full,
+                        poses=train.poses, eye=train.eye, audio=audio_facts(data_dir, train), meta=meta,
+                        head_payload=head_payload)
 
     step = TorsoStep(torso, train, s, generator=gen, device=dev)
     decay, iters = float(s["lr_decay"]), int(s["iters"])
-    run_settings = {**s, "stage": STAGE, "data": data_fingerprint(data_dir, train.features_path),
+    # what defines the optimisation: a checkpoint made with other values is not resumed
+    run_settings = {**{k: v for k, v in s.items() if k not in NOT_TRAJECTORY}, "stage": STAGE,
+                    "data": data_fingerprint(data_dir, train.features_path),
                     "head": head_meta["train"].get("id")}
     trainer = Trainer(model=torso, param_groups=torso.param_groups(s["lr"], s["lr_net"]), step_fn=step,
                       iters=iters, lr_lambda=lambda it: decay ** (it / iters), settings=run_settings,
                       checkpoint_dir=work / "checkpoints", log_path=work / "train_log.csv",
-                      ema_decay=s["ema_decay"], generator=gen, checkpoint_every=s["checkpoint_every"], desc=STAGE,
+                      ema_decay=s["ema_decay"], generator=gen, checkpoint_every=s["checkpoint_every"],
+                      desc=STAGE,
                       log_columns=("loss", "psnr", "mse", "torso_share", "val_psnr", "val_torso_psnr",
                                    "val_render_fps"))
     if trainer.resume():
@@ -223,16 +232,16 @@ def train_torso(*, subject: str, data_dir, head_path, model_path, manifest_path,
     trainer.fit(val_fn=periodic_val if s["val_every"] else None, val_every=s["val_every"])
     wall = time.perf_counter() - t0
 
-    full_val = SubjectDataset(data_dir, "val", subject=subject, stage=STAGE, features_path=train.features_path,
-                              downscale=1.0, cache_mb=256)
+    full_val = SubjectDataset(data_dir, "val", subject=subject, stage=STAGE,
+                              features_path=train.features_path, downscale=1.0, cache_mb=256)
     final_frames = spread(len(full_val), s["final_val_frames"])
     with trainer.ema.applied():
         torso.eval()
         final = validate(portrait, full_val, final_frames, out_png=work / "validation" / "final.png")
         meta["train"] = {"stage": STAGE, "steps": trainer.step, "settings": s, "metrics": final,
                          "head": head_meta["train"]}
-        save_portrait(model_path, head_payload=head_payload, torso=torso, background=bc_full, poses=train.poses,
-                      eye=train.eye, audio=portrait.audio, meta=meta)
+        save_portrait(model_path, head_payload=head_payload, torso=torso, background=bc_full,
+                      poses=train.poses, eye=train.eye, audio=portrait.audio, meta=meta)
     summary = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in final.items()}
     log.info("%s done: %d steps, val PSNR %.2f dB (torso %.2f dB)", STAGE, trainer.step, final["psnr"],
              final["torso_psnr"])

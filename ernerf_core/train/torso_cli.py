@@ -17,7 +17,8 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", default=None, help="subject folder (default: <results>/<S>/data)")
     p.add_argument("--out", default=None, help="model to write (default: <results>/<S>/torso/model.pt)")
     p.add_argument("--settings", default=None,
-                   help='JSON of train settings, e.g. \'{"iters": 500, "loss": "l1"}\' (missing keys: defaults)')
+                   help='JSON of train settings, e.g. \'{"iters": 500, "loss": "l1"}\' '
+                        '(missing keys: defaults)')
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_run)
 

@@ -4,6 +4,8 @@
 rule render_test:
     input:
         model="results/{subject}/torso/model.pt",
+        transforms=manifest("transforms"),
+        audio=manifest("audio_features"),
     output:
         video="results/{subject}/render/test.mp4",
         side_by_side="results/{subject}/render/test_side_by_side.mp4",

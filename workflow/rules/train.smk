@@ -33,6 +33,8 @@ rule train_head:
 rule finetune_lips:
     input:
         head="results/{subject}/head/model.pt",
+        transforms=manifest("transforms"),
+        audio=manifest("audio_features"),
     output:
         model="results/{subject}/lips/model.pt",
         manifest=manifest("finetune_lips"),
@@ -56,6 +58,9 @@ rule finetune_lips:
 rule train_torso:
     input:
         head="results/{subject}/lips/model.pt",
+        transforms=manifest("transforms"),
+        torso_gt=manifest("torso_gt"),
+        audio=manifest("audio_features"),
     output:
         model="results/{subject}/torso/model.pt",
         manifest=manifest("train_torso"),

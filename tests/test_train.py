@@ -1,0 +1,226 @@
+"""Training: dataset, losses, trainer (determinism, resume), the train_head / finetune_lips stages."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from conftest import REPO
+from ernerf_core.errors import StageError
+from ernerf_core.model import load_head, render_image
+from ernerf_core.model.head import build_head
+from ernerf_core.train.dataset import SubjectDataset
+from ernerf_core.train.head import HEAD_DEFAULTS, LIPS_DEFAULTS, HeadRun, HeadStep, finetune_lips, train_head
+from ernerf_core.train.head import resolve_settings
+from ernerf_core.train.losses import LOSSES, psnr
+from synthetic_subject import make_synthetic_subject
+
+FAST = {"downscale": 1, "val_every": 0, "final_val_frames": 1, "checkpoint_every": 10, "num_rays": 512,
+        "occupancy_update_fraction": 1.0}
+
+
+@pytest.fixture(scope="module")
+def subject(tmp_path_factory):
+    return make_synthetic_subject(tmp_path_factory.mktemp("synth"), n_frames=12, size=48, feature_dim=8)
+
+
+@pytest.fixture(scope="module")
+def few_frames(tmp_path_factory):
+    return make_synthetic_subject(tmp_path_factory.mktemp("few"), n_frames=4, size=32, feature_dim=8, seed=3)
+
+
+def params_of(model) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+
+def test_dataset_reads_the_subject_folder(subject):
+    data = SubjectDataset(subject.data_dir, "train")
+    assert len(data) == subject.n_train == 10 and (data.H, data.W) == (48, 48)
+    assert data.poses.shape == (10, 4, 4) and data.audio_shape == (16, 8)
+    assert data.audio_window(0).shape == (8, 8, 16)
+    np.testing.assert_allclose(data.eye.numpy(), np.clip(subject.eye[:10], 0, 2) / 2, atol=1e-6)
+    # the loader's camera convention sees the head where the generator drew it: landmarks
+    # (projected by the generator) fall on pixels that differ from the background
+    mask = data.head_mask(3, dilate=0.0)
+    lms = data.landmarks[3].round().astype(int)
+    assert mask[lms[:, 1].clip(0, 47), lms[:, 0].clip(0, 47)].mean() > 0.9
+    r0, r1, c0, c1 = data.lips_rect(3)
+    assert r1 - r0 == c1 - c0 == 32 and 0 <= r0 and r1 <= 48
+    half = SubjectDataset(subject.data_dir, "val", downscale=2)
+    assert (half.H, half.W) == (24, 24) and half.intrinsics[0] == pytest.approx(subject.focal / 2)
+
+
+def test_frames_stay_compressed_so_a_long_subject_fits(tmp_path):
+    """6,000 frames at 512x512 must fit in 6 GB: measure one 512x512 frame, extrapolate."""
+    big = make_synthetic_subject(tmp_path, n_frames=2, size=512, feature_dim=8)
+    data = SubjectDataset(big.data_dir, "train", cache_mb=0)
+    assert all(e.dtype == np.uint8 for e in data.gt_frames.encoded + data.torso_frames.encoded)
+    img, bg = data.image(0), data.background(0)
+    assert img.dtype == np.uint8 and bg.dtype == np.uint8 and img.shape == (512, 512, 3)
+    assert len(data.gt_frames._cache) == 0  # cache budget 0: nothing decoded is kept
+    per_frame = data.frame_bytes()["encoded_per_frame"]
+    cache = 2048 * 2 ** 20  # the default decoded-frame cache
+    error_map = 64 * 64 * 2
+    assert 6000 * (per_frame + error_map) + cache < 6 * 2 ** 30
+    small = SubjectDataset(big.data_dir, "train", cache_mb=1)
+    small.image(0)
+    small.background(0)
+    assert small.gt_frames._cached_bytes <= small.gt_frames.cache_bytes
+
+
+def test_bad_subject_folders_raise_stage_errors(subject, tmp_path):
+    with pytest.raises(StageError, match="transforms_train.json is missing"):
+        SubjectDataset(tmp_path, "train", subject="x")
+    broken = make_synthetic_subject(tmp_path / "b", n_frames=4, size=32, feature_dim=8)
+    np.save(broken.data_dir / "aud_mel.npy", np.zeros((1, 16, 8), np.float32))
+    with pytest.raises(StageError, match="covers 1 frames"):
+        SubjectDataset(broken.data_dir, "train", subject="x")
+    np.save(broken.data_dir / "aud_mel.npy", np.zeros((4, 8), np.float32)[None])
+    with pytest.raises(StageError, match="expected"):
+        SubjectDataset(broken.data_dir, "train", subject="x")
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_gradients_are_finite_for_every_loss(subject, loss):
+    s = resolve_settings({**FAST, "loss": loss, "lambda_amb": 1.0}, HEAD_DEFAULTS)
+    data = SubjectDataset(subject.data_dir, "train")
+    torch.manual_seed(0)
+    model = build_head({}, data.audio_shape, len(data))
+    step = HeadStep(model, data, s, generator=torch.Generator().manual_seed(0), device=torch.device("cpu"),
+                    error_map=None, total_steps=10)
+    value, logs = step(0)  # step 0 includes the occupancy refresh and the smoothness term
+    value.backward()
+    assert torch.isfinite(value) and logs["samples"] > 0
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert len(grads) == len(list(model.parameters()))
+    assert all(torch.isfinite(g).all() for g in grads)
+    assert model.encoder.table.grad.abs().sum() > 0 and model.audio_net.encoder_fc1[0].weight.grad.abs().sum() > 0
+
+
+def run(subject, work: Path, iters: int, **extra) -> HeadRun:
+    return HeadRun(stage="train_head", subject="synth", data_dir=subject.data_dir, work_dir=work,
+                   settings={**FAST, "iters": iters, **extra}, device="cpu")
+
+
+def test_few_frame_overfit_reaches_psnr(few_frames, tmp_path):
+    r = run(few_frames, tmp_path, 150, num_rays=1024, lr_decay=0.5)
+    r.train()
+    data = r.train_set
+    with r.trainer.ema.applied(), torch.no_grad():
+        r.model.eval()
+        mses = []
+        for i in range(len(data)):
+            out = render_image(r.model, data.poses[i], data.intrinsics, data.H, data.W, data.audio_window(i),
+                               float(data.eye[i]), data.background(i), ind_index=i)
+            gt = torch.from_numpy(data.image(i)).float() / 255
+            mses.append(float(((out["image"] - gt) ** 2).mean()))
+    assert psnr(float(np.mean(mses))) > 30.0
+
+
+def test_seeded_training_is_bit_reproducible(subject, tmp_path):
+    a, b = run(subject, tmp_path / "a", 8), run(subject, tmp_path / "b", 8)
+    a.train()
+    b.train()
+    assert torch.equal(params_of(a.model), params_of(b.model))
+    assert torch.equal(a.model.occupancy.occupied, b.model.occupancy.occupied)
+    assert torch.equal(a.error_map.grid, b.error_map.grid)
+
+
+def test_resume_after_a_kill_equals_an_uninterrupted_run(subject, tmp_path):
+    straight = run(subject, tmp_path / "straight", 20)
+    straight.train()
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_10(step):
+        if step == 10:
+            raise Killed
+
+    first = run(subject, tmp_path / "killed", 20)
+    with pytest.raises(Killed):
+        first.train(on_step_end=kill_at_10)
+    assert sorted(p.name for p in (tmp_path / "killed" / "checkpoints").iterdir()) == ["step_0000010.pt"]
+    again = run(subject, tmp_path / "killed", 20)
+    assert again.trainer.step == 10
+    again.train()
+    assert again.trainer.step == straight.trainer.step == 20
+    assert again.trainer.last_logs["loss"] == pytest.approx(straight.trainer.last_logs["loss"], rel=1e-6)
+    assert torch.allclose(params_of(again.model), params_of(straight.model), atol=1e-6)
+    # latest two kept; a run with other settings ignores them and starts afresh
+    names = sorted(p.name for p in (tmp_path / "killed" / "checkpoints").iterdir())
+    assert names == ["step_0000010.pt", "step_0000020.pt"]
+    other = run(subject, tmp_path / "killed", 20, lr=5e-3)
+    assert other.trainer.step == 0
+
+
+def test_train_head_and_finetune_lips_stages(subject, tmp_path):
+    root = tmp_path / "S"
+    summary = train_head(subject="synth", data_dir=subject.data_dir, model_path=root / "head" / "model.pt",
+                         manifest_path=root / "manifests" / "train_head.json",
+                         settings={**FAST, "iters": 30, "val_every": 15, "val_frames": 1}, device="cpu")
+    manifest = json.loads((root / "manifests" / "train_head.json").read_text())
+    assert manifest["steps"] == 30 and manifest["val"]["psnr"] == pytest.approx(summary["psnr"])
+    assert summary["psnr"] > 15 and "lmd" in summary
+    assert (root / "head" / "train_log.csv").read_text().count("\n") >= 4
+    assert (root / "head" / "validation" / "final.png").exists()
+    head = load_head(root / "head" / "model.pt")
+    assert head.meta["train"]["steps"] == 30 and head.meta["audio"]["channels"] == 8
+    assert head.meta["data"]["W"] == 48
+
+    lips = finetune_lips(subject="synth", data_dir=subject.data_dir, head_path=root / "head" / "model.pt",
+                         model_path=root / "lips" / "model.pt", manifest_path=root / "manifests" / "lips.json",
+                         settings={**FAST, "iters": 4, "patch_size": 16, "num_rays": 512}, device="cpu")
+    assert lips["psnr"] > 15
+    assert load_head(root / "lips" / "model.pt").meta["train"]["steps"] == 34
+
+
+def test_lips_steps_alternate_patches_and_the_lips_rectangle(subject):
+    s = resolve_settings({**FAST, "patch_size": 8, "num_rays": 256}, LIPS_DEFAULTS)
+    data = SubjectDataset(subject.data_dir, "train")
+    torch.manual_seed(0)
+    model = build_head({}, data.audio_shape, len(data))
+    step = HeadStep(model, data, s, generator=torch.Generator().manual_seed(0), device=torch.device("cpu"),
+                    error_map=None, mode="lips", total_steps=10)
+    assert step(0)[1]["rays"] == 256  # four 8x8 patches
+    assert step(1)[1]["rays"] == 32 * 32  # the whole lips rectangle (squared, >= 32 px)
+
+
+def test_lips_lpips_needs_local_weights_then_uses_them(subject, tmp_path, monkeypatch):
+    import torchvision
+
+    root = tmp_path / "S"
+    head = root / "head" / "model.pt"
+    train_head(subject="synth", data_dir=subject.data_dir, model_path=head, manifest_path=root / "m.json",
+               settings={**FAST, "iters": 2}, device="cpu")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    settings = {**FAST, "iters": 2, "patch_size": 16, "perceptual": "lpips"}
+    with pytest.raises(StageError, match="alexnet-owt-7be5be79.pth"):
+        finetune_lips(subject="synth", data_dir=subject.data_dir, head_path=head, model_path=root / "lips.pt",
+                      manifest_path=root / "l.json", settings=settings, device="cpu")
+    # a randomly initialised AlexNet saved where the user's real weights go
+    ckpt = tmp_path / "torch" / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth"
+    ckpt.parent.mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save(torchvision.models.alexnet().state_dict(), ckpt)
+    out = finetune_lips(subject="synth", data_dir=subject.data_dir, head_path=head, model_path=root / "lips.pt",
+                        manifest_path=root / "l.json", settings=settings, device="cpu")
+    assert "lpips" in out and np.isfinite(out["lpips"])
+    rows = (root / "train_log.csv").read_text().splitlines()
+    col = rows[0].split(",").index("lpips_loss")
+    assert float(rows[1].split(",")[col]) > 0
+
+
+def test_python_defaults_match_the_schema():
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    train = schema["properties"]["train"]["properties"]
+    for section, defaults in (("head", HEAD_DEFAULTS), ("lips", LIPS_DEFAULTS)):
+        props = train[section]["properties"]
+        assert set(props) == set(defaults), section
+        for key, value in defaults.items():
+            assert props[key]["default"] == value, (section, key)

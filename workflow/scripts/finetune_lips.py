@@ -1,0 +1,16 @@
+from pathlib import Path
+
+from ernerf_core.stage_runner import run_from_snakemake
+from ernerf_core.train.head import finetune_lips
+
+run_from_snakemake(
+    snakemake,
+    finetune_lips,
+    subject=snakemake.wildcards.subject,
+    data_dir=str(Path(snakemake.input.transforms).parents[1] / "data"),
+    head_path=snakemake.input.head,
+    model_path=snakemake.output.model,
+    manifest_path=snakemake.output.manifest,
+    settings=dict(snakemake.params.settings),
+    device=snakemake.config["train"]["device"],
+)

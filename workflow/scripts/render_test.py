@@ -1,0 +1,17 @@
+from pathlib import Path
+
+from ernerf_core.render.test_split import render_test
+from ernerf_core.stage_runner import run_from_snakemake
+
+run_from_snakemake(
+    snakemake,
+    render_test,
+    subject=snakemake.wildcards.subject,
+    model_path=snakemake.input.model,
+    data_dir=str(Path(snakemake.input.transforms).parents[1] / "data"),
+    video_path=snakemake.output.video,
+    side_by_side_path=snakemake.output.side_by_side,
+    sheet_path=snakemake.output.sheet,
+    metrics_path=snakemake.output.metrics,
+    device=snakemake.config["train"]["device"],
+)
