@@ -321,8 +321,9 @@ def test_face_alignment_backend_loads_the_users_cached_weights(tmp_path, monkeyp
     torch.save(fan.state_dict(), files["2DFAN-4"][0])
     torch.save(detector.state_dict(), files["s3fd"][0])
     loaded = FanLandmarks("t", "landmarks")
+    loaded_state = loaded.fa.face_alignment_net.state_dict()
     for name, tensor in fan.state_dict().items():
-        assert torch.equal(loaded.fa.face_alignment_net.state_dict()[name], tensor), name
+        assert torch.equal(loaded_state[name], tensor), name
     key = "conv1_1.weight"
     assert torch.equal(loaded.fa.face_detector.face_detector.state_dict()[key], detector.state_dict()[key])
     # Not run on an image here: face-alignment's first call JIT-compiles (numba) for ~20 s.

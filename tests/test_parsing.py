@@ -144,8 +144,9 @@ def test_bisenet_has_the_checkpoint_parameter_names(bisenet_weights):
 def test_bisenet_loads_user_weights_and_parses(bisenet_weights, demo_data, tmp_path):
     path, state = bisenet_weights
     net = load_bisenet("t", "parsing", path)
+    loaded = net.state_dict()
     for key, value in state.items():
-        assert torch.equal(net.state_dict()[key], value), key
+        assert torch.equal(loaded[key], value), key
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         assert net(x).shape == (1, 19, 64, 64)

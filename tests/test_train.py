@@ -20,8 +20,11 @@ from ernerf_core.train.head import resolve_settings
 from ernerf_core.train.losses import LOSSES, psnr
 from synthetic_subject import make_synthetic_subject
 
+# small grids sized for 32-48 px frames keep every test to seconds
+SMALL_GRID = {"levels": 8, "log2_table_size": 12, "base_resolution": 16, "finest_resolution": 128}
+MODEL = {"grids": {p: SMALL_GRID for p in ("xy", "yz", "xz")}, "occupancy_resolution": 64}
 FAST = {"downscale": 1, "val_every": 0, "final_val_frames": 1, "checkpoint_every": 10, "num_rays": 512,
-        "occupancy_update_fraction": 1.0}
+        "occupancy_update_fraction": 1.0, "model": MODEL}
 
 
 @pytest.fixture(scope="module")
@@ -76,11 +79,11 @@ def test_frames_stay_compressed_so_a_long_subject_fits(tmp_path):
 def test_bad_subject_folders_raise_stage_errors(subject, tmp_path):
     with pytest.raises(StageError, match="transforms_train.json is missing"):
         SubjectDataset(tmp_path, "train", subject="x")
-    broken = make_synthetic_subject(tmp_path / "b", n_frames=4, size=32, feature_dim=8)
+    broken = make_synthetic_subject(tmp_path / "b", n_frames=12, size=32, feature_dim=8)
     np.save(broken.data_dir / "aud_mel.npy", np.zeros((1, 16, 8), np.float32))
-    with pytest.raises(StageError, match="covers 1 frames"):
+    with pytest.raises(StageError, match="covers 1 frames but the video has at least 10"):
         SubjectDataset(broken.data_dir, "train", subject="x")
-    np.save(broken.data_dir / "aud_mel.npy", np.zeros((4, 8), np.float32)[None])
+    np.save(broken.data_dir / "aud_mel.npy", np.zeros((12, 16, 8, 1), np.float32))
     with pytest.raises(StageError, match="expected"):
         SubjectDataset(broken.data_dir, "train", subject="x")
 
@@ -90,7 +93,7 @@ def test_gradients_are_finite_for_every_loss(subject, loss):
     s = resolve_settings({**FAST, "loss": loss, "lambda_amb": 1.0}, HEAD_DEFAULTS)
     data = SubjectDataset(subject.data_dir, "train")
     torch.manual_seed(0)
-    model = build_head({}, data.audio_shape, len(data))
+    model = build_head(MODEL, data.audio_shape, len(data))
     step = HeadStep(model, data, s, generator=torch.Generator().manual_seed(0), device=torch.device("cpu"),
                     error_map=None, total_steps=10)
     value, logs = step(0)  # step 0 includes the occupancy refresh and the smoothness term
@@ -108,7 +111,7 @@ def run(subject, work: Path, iters: int, **extra) -> HeadRun:
 
 
 def test_few_frame_overfit_reaches_psnr(few_frames, tmp_path):
-    r = run(few_frames, tmp_path, 150, num_rays=1024, lr_decay=0.5)
+    r = run(few_frames, tmp_path, 100)
     r.train()
     data = r.train_set
     with r.trainer.ema.applied(), torch.no_grad():
@@ -184,7 +187,7 @@ def test_lips_steps_alternate_patches_and_the_lips_rectangle(subject):
     s = resolve_settings({**FAST, "patch_size": 8, "num_rays": 256}, LIPS_DEFAULTS)
     data = SubjectDataset(subject.data_dir, "train")
     torch.manual_seed(0)
-    model = build_head({}, data.audio_shape, len(data))
+    model = build_head(MODEL, data.audio_shape, len(data))
     step = HeadStep(model, data, s, generator=torch.Generator().manual_seed(0), device=torch.device("cpu"),
                     error_map=None, mode="lips", total_steps=10)
     assert step(0)[1]["rays"] == 256  # four 8x8 patches

@@ -9,7 +9,7 @@ per-frame rotation ``R_i`` and translation ``t_i``, one focal ``f``:
 Fitted to the 468 mesh landmarks (the 10 iris points move with gaze, not with the head)
 by minimising a Huber reprojection error plus: a weak term on MediaPipe's relative depth
 (it pins the face's depth, which 2D views of a barely turning head leave ambiguous), a
-temporal acceleration prior on the projected rigid face (pixels, the data term's unit),
+robust temporal acceleration prior on the projected rigid face (pixels, the data term's unit),
 and small L2 priors on the expressions. Blendshapes are zero on the rigid
 upper face (``expression_mask``) so they cannot absorb head pose.
 
@@ -57,6 +57,7 @@ class TrackerSettings:
     huber_px_512: float = 1.0          # Huber knee (px at 512)
     depth_weight: float = 0.02         # MediaPipe z residual, relative to the 2D residual
     smooth_weight: float = 1.0         # acceleration of the projected face (px^2 vs px^2)
+    smooth_scale_px_512: float = 2.0   # Cauchy scale of that acceleration (px at 512)
     expression_weight: float = 1e-3    # L2 on blendshape weights (in px^2 per dm^2 scale)
     seed: int = 0
 
@@ -237,8 +238,11 @@ class _Problem(torch.nn.Module):
             rigid = torch.baddbmm(self.trans[:, :, None], rot, self.shape[self.anchor_idx].T.expand(len(rot), 3, -1))
             ax, ay, az = rigid.unbind(1)
             a_uv = torch.stack([-ax * f / az, ay * f / az], -1)
-            acc = a_uv[2:] - 2 * a_uv[1:-1] + a_uv[:-2]
-            smooth = 0.5 * acc.square().sum(-1).mean()
+            acc2 = (a_uv[2:] - 2 * a_uv[1:-1] + a_uv[:-2]).square().sum(-1)
+            # Cauchy (redescending): quadratic for jitter, but a real jolt or a few bad frames
+            # stop pulling on their neighbours instead of dragging them along
+            c2 = (st.smooth_scale_px_512 * self.s) ** 2
+            smooth = (0.5 * c2 * torch.log1p(acc2 / c2)).mean()
             loss = loss + st.smooth_weight * smooth
             terms["smooth"] = smooth
         return loss, {**terms, "err": err.detach(), "uv": torch.stack([u, v], -1).detach()}
@@ -384,7 +388,7 @@ def track_landmarks(landmarks: np.ndarray, resolution: int,
 
     def fit_subset(f: float) -> None:
         prob = _Problem(init, sub, f, cxy, landmarks, st, resolution, temporal=False)
-        ratio = f / float(base.log_f.exp())
+        ratio = f / float(base.log_f.detach().exp())
         with torch.no_grad():
             for name in ("shape", "basis", "expr", "r0", "omega"):
                 getattr(prob, name).copy_(getattr(base, name))

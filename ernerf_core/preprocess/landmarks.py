@@ -178,9 +178,11 @@ def detect_landmarks(
         )
     fan = None
     if backend == "face_alignment":
+        from ..device import resolve_device
         from .fan_landmarks import FanLandmarks
 
-        fan = FanLandmarks(subject, STAGE)  # fails before the long loop when weights are missing
+        # Fails before the long loop when weights are missing; CUDA when present.
+        fan = FanLandmarks(subject, STAGE, device=str(resolve_device("auto")))
 
     n = len(paths)
     mesh = np.zeros((n, MESH_POINTS, 3), np.float32)

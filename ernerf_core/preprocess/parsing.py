@@ -49,9 +49,10 @@ def parse_faces(
         def regions(i: int, rgb: np.ndarray) -> np.ndarray:
             return parse_frame(rgb, mesh[i], segmenter(rgb))
     else:
+        from ..device import resolve_device
         from .bisenet import bisenet_regions, load_bisenet
 
-        net = load_bisenet(subject, STAGE, bisenet_weights)
+        net = load_bisenet(subject, STAGE, bisenet_weights, device=resolve_device("auto"))
         segmenter = None
 
         def regions(i: int, rgb: np.ndarray) -> np.ndarray:

@@ -23,6 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..device import resolve_device
 from ..errors import StageError
@@ -54,6 +55,7 @@ LIPS_DEFAULTS = {
     "val_every": 0, "val_frames": 2, "final_val_frames": 8, "checkpoint_every": 100, "cache_mb": 2048,
 }
 REG_EVERY = 16  # smoothness regulariser interval (reference)
+LPIPS_MIN_PX = 32
 EYE_JITTER = 0.05
 
 
@@ -171,7 +173,11 @@ class HeadStep:
             shape, weight = (n // (P * P), P, P), self.s["lpips_patch_weight"]
         else:
             return pred.new_zeros(())
-        to_img = lambda x: x.view(*shape, 3).permute(0, 3, 1, 2) * 2 - 1  # noqa: E731
+        pad = max(0, (LPIPS_MIN_PX - shape[1] + 1) // 2)  # AlexNet needs >= 32 px: pad as the reference
+
+        def to_img(x):
+            return F.pad(x.view(*shape, 3).permute(0, 3, 1, 2) * 2 - 1, (pad, pad, pad, pad))
+
         return weight * self.lpips_fn(to_img(pred), to_img(gt)).mean()
 
 

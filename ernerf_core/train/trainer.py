@@ -176,15 +176,16 @@ class Trainer:
                 t0 = time.perf_counter()
                 self.optimizer.zero_grad(set_to_none=True)
                 loss, logs = self.step_fn(self.step)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"loss became {float(loss)} at step {self.step}")
+                value = float(loss.detach())
+                if not math.isfinite(value):
+                    raise FloatingPointError(f"loss became {value} at step {self.step}")
                 loss.backward()
                 self.optimizer.step()
                 self.scheduler.step()
                 self.ema.update()
                 self.step += 1
                 self.elapsed += time.perf_counter() - t0
-                logs = {"loss": float(loss), **logs}
+                logs = {"loss": value, **logs}
                 for k, v in logs.items():
                     sums[k] = sums.get(k, 0.0) + float(v)
                 count += 1

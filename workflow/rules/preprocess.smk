@@ -151,6 +151,8 @@ rule preview:
         CONDA_ENV
     log:
         log("preview"),
+    benchmark:
+        bench("preview")
     threads: 1
     resources:
         mem_mb=1000,

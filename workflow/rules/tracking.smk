@@ -12,6 +12,9 @@ rule tracking:
         backend=config["tracking"]["backend"],
         bfm_model=config["tracking"]["bfm_model"],
         max_reprojection_px=config["tracking"]["max_reprojection_px"],
+        expressions=config["tracking"]["expressions"],
+        focal_range=config["tracking"]["focal_range"],
+        smooth_weight=config["tracking"]["smooth_weight"],
     conda:
         CONDA_ENV
     log:
