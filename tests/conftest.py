@@ -7,9 +7,11 @@ stages before it.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 # 2 cores: keep BLAS/torch from oversubscribing when tests run next to each other.
@@ -63,3 +65,54 @@ def shared_media(name: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} not available")
     return path
+
+
+@pytest.fixture(scope="session")
+def face_subject(normalized_subject, tmp_path_factory) -> Path:
+    """A copy of the normalised demo subject run through every face stage (landmarks,
+    parsing, background, torso_gt, blink): returns its data folder."""
+    import shutil
+
+    from ernerf_core.preprocess.background import extract_background
+    from ernerf_core.preprocess.blink import extract_blink
+    from ernerf_core.preprocess.landmarks import detect_landmarks
+    from ernerf_core.preprocess.parsing import parse_faces
+    from ernerf_core.preprocess.torso_gt import make_torso_and_gt
+
+    root = tmp_path_factory.mktemp("face_subject")
+    data, manifests = root / "data", root / "manifests"
+    shutil.copytree(normalized_subject / "ori_imgs", data / "ori_imgs")
+    manifests.mkdir(parents=True)
+    shutil.copy(normalized_subject.parent / "manifests" / "normalize.json", manifests / "normalize.json")
+    detect_landmarks(
+        subject="demo",
+        data_dir=data,
+        dense_path=data / "landmarks.npy",
+        manifest_path=manifests / "landmarks.json",
+    )
+    parse_faces(
+        subject="demo", data_dir=data, parsing_dir=data / "parsing", manifest_path=manifests / "parsing.json"
+    )
+    extract_background(
+        subject="demo", data_dir=data, bc_path=data / "bc.jpg", manifest_path=manifests / "background.json"
+    )
+    make_torso_and_gt(
+        subject="demo",
+        data_dir=data,
+        gt_dir=data / "gt_imgs",
+        torso_dir=data / "torso_imgs",
+        manifest_path=manifests / "torso_gt.json",
+    )
+    extract_blink(
+        subject="demo", data_dir=data, au_path=data / "au.csv", manifest_path=manifests / "blink.json"
+    )
+    return data
+
+
+def truth_in_frames(demo_clip: dict, data: Path) -> tuple[dict, np.ndarray]:
+    """The demo truth and its landmarks mapped into the normalised frames [N, 478, 2]."""
+    truth = dict(np.load(demo_clip["truth"]))
+    norm = json.loads((data.parent / "manifests" / "normalize.json").read_text())
+    crop = norm["crop"]
+    points = (truth["landmarks_2d"] - [crop["x"], crop["y"]]) * norm["resolution"] / crop["size"]
+    return truth, points

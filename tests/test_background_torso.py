@@ -7,23 +7,16 @@ reference's invariants on the demo subject.
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from test_landmarks import face_data
 
 from ernerf_core.errors import StageError
 from ernerf_core.media.frames import frame_paths, read_rgb, write_jpg
 from ernerf_core.preprocess.background import extract_background
 from ernerf_core.preprocess.parsing_codes import BACKGROUND, HEAD, NECK, TORSO, read_parsing, write_parsing
 from ernerf_core.preprocess.torso_gt import DARKEN, make_torso_and_gt, torso_and_gt
-
-
-@pytest.fixture(scope="module")
-def demo_data(normalized_subject, tmp_path_factory) -> Path:
-    return face_data(normalized_subject, tmp_path_factory.getbasetemp())
 
 
 def gradient(h: int, w: int) -> np.ndarray:
@@ -131,20 +124,20 @@ def test_torso_image_continues_neck_and_torso_under_the_head():
     assert (fill[..., 0] > fill[..., 2]).all() and (np.abs(fill - [200, 150, 100]).max(-1) < 80).all()
 
 
-def test_demo_gt_and_torso_images(demo_data):
-    n = len(frame_paths(demo_data / "ori_imgs"))
+def test_demo_gt_and_torso_images(face_subject):
+    n = len(frame_paths(face_subject / "ori_imgs"))
     assert (
-        len(frame_paths(demo_data / "gt_imgs")) == n
-        and len(frame_paths(demo_data / "torso_imgs", ".png")) == n
+        len(frame_paths(face_subject / "gt_imgs")) == n
+        and len(frame_paths(face_subject / "torso_imgs", ".png")) == n
     )
-    bc = read_rgb(demo_data / "bc.jpg").astype(int)
+    bc = read_rgb(face_subject / "bc.jpg").astype(int)
     for i in (0, n - 1):
-        labels = read_parsing(demo_data / "parsing" / f"{i}.png")
-        gt = read_rgb(demo_data / "gt_imgs" / f"{i}.jpg").astype(int)
-        ori = read_rgb(demo_data / "ori_imgs" / f"{i}.jpg").astype(int)
+        labels = read_parsing(face_subject / "parsing" / f"{i}.png")
+        gt = read_rgb(face_subject / "gt_imgs" / f"{i}.jpg").astype(int)
+        ori = read_rgb(face_subject / "ori_imgs" / f"{i}.jpg").astype(int)
         person = labels != BACKGROUND
         assert np.abs(gt - ori)[person].mean() < 3 and np.abs(gt - bc)[~person].mean() < 3
-        rgba = cv2.imread(str(demo_data / "torso_imgs" / f"{i}.png"), cv2.IMREAD_UNCHANGED)
+        rgba = cv2.imread(str(face_subject / "torso_imgs" / f"{i}.png"), cv2.IMREAD_UNCHANGED)
         assert rgba.shape == (*labels.shape, 4)
         alpha = rgba[..., 3]
         assert (alpha[(labels == NECK) | (labels == TORSO)] == 255).all()
@@ -159,22 +152,22 @@ def test_demo_gt_and_torso_images(demo_data):
         assert (alpha[head_only] == 0).mean() > 0.8  # the head is cut away beside the neck
 
 
-def test_demo_background_matches_the_frames_where_always_visible(demo_data):
-    bc = read_rgb(demo_data / "bc.jpg").astype(int)
-    paths = frame_paths(demo_data / "ori_imgs")
+def test_demo_background_matches_the_frames_where_always_visible(face_subject):
+    bc = read_rgb(face_subject / "bc.jpg").astype(int)
+    paths = frame_paths(face_subject / "ori_imgs")
     always = np.ones(bc.shape[:2], bool)
     for i in range(0, len(paths), 5):
-        always &= read_parsing(demo_data / "parsing" / f"{i}.png") == BACKGROUND
+        always &= read_parsing(face_subject / "parsing" / f"{i}.png") == BACKGROUND
     always = cv2.erode(always.astype(np.uint8), np.ones((13, 13), np.uint8)).astype(bool)
     assert always.sum() > 100
     ori = read_rgb(paths[len(paths) // 2]).astype(int)
     assert np.abs(bc - ori)[always].mean() < 4
 
 
-def test_torso_gt_needs_bc_and_leaves_nothing_on_failure(demo_data, tmp_path):
+def test_torso_gt_needs_bc_and_leaves_nothing_on_failure(face_subject, tmp_path):
     data = tmp_path / "data"
-    shutil.copytree(demo_data / "ori_imgs", data / "ori_imgs")
-    shutil.copytree(demo_data / "parsing", data / "parsing")
+    shutil.copytree(face_subject / "ori_imgs", data / "ori_imgs")
+    shutil.copytree(face_subject / "parsing", data / "parsing")
     with pytest.raises(StageError, match="run the background stage first"):
         make_torso_and_gt(
             subject="t",
@@ -183,7 +176,7 @@ def test_torso_gt_needs_bc_and_leaves_nothing_on_failure(demo_data, tmp_path):
             torso_dir=data / "torso_imgs",
             manifest_path=tmp_path / "m.json",
         )
-    shutil.copy(demo_data / "bc.jpg", data / "bc.jpg")
+    shutil.copy(face_subject / "bc.jpg", data / "bc.jpg")
     (data / "parsing" / "7.png").unlink()
     with pytest.raises(StageError, match=r"no parsing .*7\.png"):
         make_torso_and_gt(

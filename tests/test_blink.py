@@ -9,15 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_landmarks import face_data
 
 from ernerf_core.errors import StageError
 from ernerf_core.preprocess.blink import COLUMNS, blink_events, calibrate_au45, extract_blink
-
-
-@pytest.fixture(scope="module")
-def demo_data(normalized_subject, tmp_path_factory) -> Path:
-    return face_data(normalized_subject, tmp_path_factory.getbasetemp())
 
 
 def read_au45(path: Path) -> np.ndarray:
@@ -48,9 +42,9 @@ def test_event_f1_counts_matches_misses_and_false_alarms():
     assert event_f1([], [(1, 2)]) == 0.0
 
 
-def test_demo_blinks_are_found(demo_data, demo_clip):
+def test_demo_blinks_are_found(face_subject, demo_clip):
     truth = np.load(demo_clip["truth"])
-    au45 = read_au45(demo_data / "au.csv")
+    au45 = read_au45(face_subject / "au.csv")
     assert len(au45) == len(truth["blink"])
     true_events = blink_events(truth["blink"], 0.5)
     assert len(true_events) == len(truth["blink_frames"]) >= 2
@@ -64,12 +58,12 @@ def test_demo_blinks_are_found(demo_data, demo_clip):
     assert all(1.5 <= au45[max(0, p - 1) : p + 2].max() <= 3.0 for p in truth["blink_frames"])
 
 
-def test_au_csv_has_openface_columns(demo_data):
-    with open(demo_data / "au.csv", newline="") as f:
+def test_au_csv_has_openface_columns(face_subject):
+    with open(face_subject / "au.csv", newline="") as f:
         rows = list(csv.reader(f))
     assert rows[0] == ["frame", " face_id", " timestamp", " confidence", " success", " AU45_r"] == COLUMNS
     assert rows[1][:5] == ["1", "0", "0.000", "1.00", "1"] and rows[2][2] == "0.040"
-    manifest = json.loads((demo_data.parent / "manifests" / "blink.json").read_text())
+    manifest = json.loads((face_subject.parent / "manifests" / "blink.json").read_text())
     assert manifest["frames"] == len(rows) - 1 and manifest["params"]["backend"] == "ear"
 
 
@@ -110,15 +104,15 @@ def openface_csv(path: Path, frames: list[int], au: list[float], success: list[i
     return path
 
 
-def test_openface_csv_is_reindexed_and_repaired(demo_data, tmp_path):
-    n = len(list((demo_data / "ori_imgs").glob("*.jpg")))
+def test_openface_csv_is_reindexed_and_repaired(face_subject, tmp_path):
+    n = len(list((face_subject / "ori_imgs").glob("*.jpg")))
     frames = [f for f in range(1, n + 1) if f not in (5, 6, 7, n)]  # OpenFace dropped 4 frames
     au = [float(f % 3) for f in frames]
     success = [0 if f == 20 else 1 for f in frames]  # and failed on one
     src = openface_csv(tmp_path / "openface.csv", frames, au, success)
     manifest = extract_blink(
         subject="t",
-        data_dir=demo_data,
+        data_dir=face_subject,
         au_path=tmp_path / "au.csv",
         manifest_path=tmp_path / "blink.json",
         backend="openface",
@@ -135,11 +129,11 @@ def test_openface_csv_is_reindexed_and_repaired(demo_data, tmp_path):
     assert success_col[4] == "0" and success_col[3] == "1"
 
 
-def test_openface_backend_errors(demo_data, tmp_path):
+def test_openface_backend_errors(face_subject, tmp_path):
     def run(csv_path):
         return extract_blink(
             subject="t",
-            data_dir=demo_data,
+            data_dir=face_subject,
             au_path=tmp_path / "au.csv",
             manifest_path=tmp_path / "b.json",
             backend="openface",
@@ -160,8 +154,8 @@ def test_openface_backend_errors(demo_data, tmp_path):
     assert not (tmp_path / "au.csv").exists() and not (tmp_path / "b.json").exists()
 
 
-def test_ear_backend_needs_landmarks(demo_data, tmp_path):
+def test_ear_backend_needs_landmarks(face_subject, tmp_path):
     data = tmp_path / "data"
-    shutil.copytree(demo_data / "ori_imgs", data / "ori_imgs", ignore=shutil.ignore_patterns("*.lms"))
+    shutil.copytree(face_subject / "ori_imgs", data / "ori_imgs", ignore=shutil.ignore_patterns("*.lms"))
     with pytest.raises(StageError, match="run the landmarks stage first"):
         extract_blink(subject="t", data_dir=data, au_path=data / "au.csv", manifest_path=tmp_path / "b.json")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import jsonschema
 import yaml
-
 from conftest import REPO
 
 SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())

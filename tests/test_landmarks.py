@@ -8,78 +8,19 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import shared_media
+from conftest import shared_media, truth_in_frames
 from skimage import data as skdata
 
 from ernerf_core.errors import StageError
 from ernerf_core.media.frames import frame_paths, read_rgb, write_jpg
 from ernerf_core.preprocess.landmarks import MeshTracker, choose_face, detect_landmarks, fill_gaps
 from ernerf_core.preprocess.mesh_indices import IBUG68_FROM_MESH, IBUG68_MIRROR, ibug68_from_mesh
-
-_FACE_DATA: dict[str, Path] = {}
-
-
-def face_data(normalized_subject: Path, base: Path) -> Path:
-    """A copy of the normalised demo subject run through every face stage, once per session
-    (shared by the face preprocessing test modules): returns its data folder."""
-    key = str(normalized_subject)
-    if key in _FACE_DATA:
-        return _FACE_DATA[key]
-    from ernerf_core.preprocess.background import extract_background
-    from ernerf_core.preprocess.blink import extract_blink
-    from ernerf_core.preprocess.parsing import parse_faces
-    from ernerf_core.preprocess.torso_gt import make_torso_and_gt
-
-    root = base / "face_subject"
-    data, manifests = root / "data", root / "manifests"
-    shutil.copytree(normalized_subject / "ori_imgs", data / "ori_imgs")
-    manifests.mkdir(parents=True)
-    shutil.copy(normalized_subject.parent / "manifests" / "normalize.json", manifests / "normalize.json")
-    detect_landmarks(
-        subject="demo",
-        data_dir=data,
-        dense_path=data / "landmarks.npy",
-        manifest_path=manifests / "landmarks.json",
-    )
-    parse_faces(
-        subject="demo", data_dir=data, parsing_dir=data / "parsing", manifest_path=manifests / "parsing.json"
-    )
-    extract_background(
-        subject="demo", data_dir=data, bc_path=data / "bc.jpg", manifest_path=manifests / "background.json"
-    )
-    make_torso_and_gt(
-        subject="demo",
-        data_dir=data,
-        gt_dir=data / "gt_imgs",
-        torso_dir=data / "torso_imgs",
-        manifest_path=manifests / "torso_gt.json",
-    )
-    extract_blink(
-        subject="demo", data_dir=data, au_path=data / "au.csv", manifest_path=manifests / "blink.json"
-    )
-    _FACE_DATA[key] = data
-    return data
-
-
-def truth_in_frames(demo_clip: dict, data: Path) -> tuple[dict, np.ndarray]:
-    """The demo truth and its landmarks mapped into the normalised frames [N, 478, 2]."""
-    truth = dict(np.load(demo_clip["truth"]))
-    norm = json.loads((data.parent / "manifests" / "normalize.json").read_text())
-    crop = norm["crop"]
-    points = (truth["landmarks_2d"] - [crop["x"], crop["y"]]) * norm["resolution"] / crop["size"]
-    return truth, points
-
-
-@pytest.fixture(scope="module")
-def demo_data(normalized_subject, tmp_path_factory) -> Path:
-    return face_data(normalized_subject, tmp_path_factory.getbasetemp())
 
 
 def run(data: Path, **kw) -> dict:
@@ -102,10 +43,10 @@ def make_subject(root: Path, frames: list[np.ndarray]) -> Path:
 # ---- the demo subject ------------------------------------------------------------------
 
 
-def test_landmarks_on_every_demo_frame_match_the_truth(demo_data, demo_clip):
-    manifest = json.loads((demo_data.parent / "manifests" / "landmarks.json").read_text())
-    truth, points = truth_in_frames(demo_clip, demo_data)
-    mesh = np.load(demo_data / "landmarks.npy")
+def test_landmarks_on_every_demo_frame_match_the_truth(face_subject, demo_clip):
+    manifest = json.loads((face_subject.parent / "manifests" / "landmarks.json").read_text())
+    truth, points = truth_in_frames(demo_clip, face_subject)
+    mesh = np.load(face_subject / "landmarks.npy")
     n = len(truth["blink"])
     assert mesh.dtype == np.float32 and mesh.shape == (n, 478, 3)
     assert manifest["detected"] == [True] * n and manifest["interpolated_ranges"] == []
@@ -117,9 +58,9 @@ def test_landmarks_on_every_demo_frame_match_the_truth(demo_data, demo_clip):
     assert 0.3 < depth.mean() < 1.5
 
 
-def test_lms_files_are_the_reference_format_and_the_mesh_subset(demo_data):
-    mesh = np.load(demo_data / "landmarks.npy")
-    lms_paths = frame_paths(demo_data / "ori_imgs", ".lms")
+def test_lms_files_are_the_reference_format_and_the_mesh_subset(face_subject):
+    mesh = np.load(face_subject / "landmarks.npy")
+    lms_paths = frame_paths(face_subject / "ori_imgs", ".lms")
     assert len(lms_paths) == len(mesh)
     first = lms_paths[0].read_text().splitlines()
     assert len(first) == 68 and all(len(line.split(" ")) == 2 for line in first)
@@ -174,8 +115,8 @@ def ibug_geometry_problems(p: np.ndarray) -> list[str]:
     return problems
 
 
-def test_ibug68_map_is_anatomically_ordered(demo_data):
-    mesh = np.load(demo_data / "landmarks.npy")
+def test_ibug68_map_is_anatomically_ordered(face_subject):
+    mesh = np.load(face_subject / "landmarks.npy")
     for i in (0, len(mesh) // 2, len(mesh) - 1):
         assert ibug_geometry_problems(ibug68_from_mesh(mesh[i])[:, :2]) == [], f"frame {i}"
 
@@ -292,14 +233,14 @@ def test_choose_face_prefers_size_and_centre_then_continuity():
 # ---- face_alignment backend (weights only from the user's cache) -------------------------
 
 
-def test_face_alignment_backend_names_the_missing_weights(demo_data, tmp_path, monkeypatch):
+def test_face_alignment_backend_names_the_missing_weights(face_subject, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     with pytest.raises(
         StageError, match=r"2DFAN4-11f355bf06\.pth\.tar.*not found at .*torch/hub/checkpoints"
     ):
         detect_landmarks(
             subject="t",
-            data_dir=demo_data,
+            data_dir=face_subject,
             dense_path=tmp_path / "d.npy",
             manifest_path=tmp_path / "m.json",
             backend="face_alignment",

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from test_landmarks import face_data, truth_in_frames
+from conftest import truth_in_frames
 
 from ernerf_core.errors import StageError
 from ernerf_core.media.frames import frame_paths, read_rgb
@@ -31,11 +31,6 @@ from ernerf_core.preprocess.parsing_codes import (
 )
 
 
-@pytest.fixture(scope="module")
-def demo_data(normalized_subject, tmp_path_factory) -> Path:
-    return face_data(normalized_subject, tmp_path_factory.getbasetemp())
-
-
 def truth_head_masks(demo_clip: dict, data: Path) -> np.ndarray:
     """The demo's head masks cropped and resized like the frames: bool [N, R, R]."""
     truth, _ = truth_in_frames(demo_clip, data)
@@ -50,20 +45,20 @@ def truth_head_masks(demo_clip: dict, data: Path) -> np.ndarray:
     return out
 
 
-def test_head_region_matches_the_demo_truth(demo_data, demo_clip):
-    truth = truth_head_masks(demo_clip, demo_data)
+def test_head_region_matches_the_demo_truth(face_subject, demo_clip):
+    truth = truth_head_masks(demo_clip, face_subject)
     ious = []
     for i in range(len(truth)):
-        head = read_parsing(demo_data / "parsing" / f"{i}.png") == HEAD
+        head = read_parsing(face_subject / "parsing" / f"{i}.png") == HEAD
         ious.append((head & truth[i]).sum() / (head | truth[i]).sum())
     ious = np.array(ious)
     assert ious.mean() >= 0.9 and ious.min() >= 0.85, (ious.mean(), ious.min())
 
 
-def test_parsing_pngs_use_only_the_reference_codes_in_anatomical_order(demo_data):
-    manifest = json.loads((demo_data.parent / "manifests" / "parsing.json").read_text())
-    paths = frame_paths(demo_data / "parsing", ".png")
-    assert len(paths) == manifest["frames"] == len(frame_paths(demo_data / "ori_imgs"))
+def test_parsing_pngs_use_only_the_reference_codes_in_anatomical_order(face_subject):
+    manifest = json.loads((face_subject.parent / "manifests" / "parsing.json").read_text())
+    paths = frame_paths(face_subject / "parsing", ".png")
+    assert len(paths) == manifest["frames"] == len(frame_paths(face_subject / "ori_imgs"))
     bgr = cv2.imread(str(paths[0]))  # exactly as the reference reads it
     codes = {tuple(c) for c in np.unique(bgr.reshape(-1, 3), axis=0)}
     assert codes <= {tuple(c) for c in CODES_BGR} and len(codes) == 4
@@ -80,9 +75,9 @@ def test_region_codes_round_trip(tmp_path):
     assert cv2.imread(str(tmp_path / "0.png"))[0, 1].tolist() == [255, 0, 0]  # head, BGR as in the reference
 
 
-def test_missing_landmarks_fail_without_output(demo_data, tmp_path):
+def test_missing_landmarks_fail_without_output(face_subject, tmp_path):
     data = tmp_path / "data"
-    shutil.copytree(demo_data / "ori_imgs", data / "ori_imgs")
+    shutil.copytree(face_subject / "ori_imgs", data / "ori_imgs")
     with pytest.raises(StageError, match="run the landmarks stage first"):
         parse_faces(
             subject="t", data_dir=data, parsing_dir=data / "parsing", manifest_path=tmp_path / "p.json"
@@ -141,7 +136,7 @@ def test_bisenet_has_the_checkpoint_parameter_names(bisenet_weights):
     assert state["cp.arm32.conv.conv.weight"].shape == (128, 512, 3, 3)
 
 
-def test_bisenet_loads_user_weights_and_parses(bisenet_weights, demo_data, tmp_path):
+def test_bisenet_loads_user_weights_and_parses(bisenet_weights, face_subject, tmp_path):
     path, state = bisenet_weights
     net = load_bisenet("t", "parsing", path)
     loaded = net.state_dict()
@@ -150,14 +145,14 @@ def test_bisenet_loads_user_weights_and_parses(bisenet_weights, demo_data, tmp_p
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         assert net(x).shape == (1, 19, 64, 64)
-    regions = bisenet_regions(net, read_rgb(demo_data / "ori_imgs" / "0.jpg"))
+    regions = bisenet_regions(net, read_rgb(face_subject / "ori_imgs" / "0.jpg"))
     assert regions.shape == (128, 128) and set(np.unique(regions)) <= {BACKGROUND, HEAD, NECK, TORSO}
 
     # the whole stage through the config path, on three frames
     data = tmp_path / "data"
     (data / "ori_imgs").mkdir(parents=True)
     for i in range(3):
-        shutil.copy(demo_data / "ori_imgs" / f"{i}.jpg", data / "ori_imgs" / f"{i}.jpg")
+        shutil.copy(face_subject / "ori_imgs" / f"{i}.jpg", data / "ori_imgs" / f"{i}.jpg")
     manifest = parse_faces(
         subject="t",
         data_dir=data,

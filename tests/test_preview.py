@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import cv2
 import pytest
-from test_landmarks import face_data
 
 from ernerf_core.cli import build_parser, main
 from ernerf_core.errors import StageError
 from ernerf_core.preprocess.preview import SHOWN_FRAMES, TILE, make_preview
 
 
-@pytest.fixture(scope="module")
-def demo_data(normalized_subject, tmp_path_factory) -> Path:
-    return face_data(normalized_subject, tmp_path_factory.getbasetemp())
-
-
-def test_contact_sheet_shows_landmarks_and_parsing(demo_data, tmp_path):
+def test_contact_sheet_shows_landmarks_and_parsing(face_subject, tmp_path):
     sheet_path = tmp_path / "preview" / "contact_sheet.png"
-    make_preview(subject="demo", data_dir=demo_data, sheet_path=sheet_path)
+    make_preview(subject="demo", data_dir=face_subject, sheet_path=sheet_path)
     sheet = cv2.imread(str(sheet_path))[..., ::-1]  # RGB
     rows = SHOWN_FRAMES // 2
     assert sheet.shape == (rows * TILE + 24, 4 * TILE, 3)
@@ -38,17 +30,17 @@ def test_contact_sheet_shows_landmarks_and_parsing(demo_data, tmp_path):
     assert blue.mean() > 0.05 and green.mean() > 0.005  # head and neck tints
 
 
-def test_preview_needs_parsing(demo_data, tmp_path):
+def test_preview_needs_parsing(face_subject, tmp_path):
     data = tmp_path / "data"
     (data / "ori_imgs").mkdir(parents=True)
     for name in ("0.jpg", "0.lms"):
-        (data / "ori_imgs" / name).write_bytes((demo_data / "ori_imgs" / name).read_bytes())
+        (data / "ori_imgs" / name).write_bytes((face_subject / "ori_imgs" / name).read_bytes())
     with pytest.raises(StageError, match="run the parsing stage first"):
         make_preview(subject="t", data_dir=data, sheet_path=tmp_path / "sheet.png")
     assert not (tmp_path / "sheet.png").exists()
 
 
-def test_face_stages_are_cli_subcommands(demo_data, tmp_path):
+def test_face_stages_are_cli_subcommands(face_subject, tmp_path):
     commands = build_parser()._subparsers._group_actions[0].choices
     for stage in ("landmarks", "parsing", "background", "torso_gt", "blink", "preview"):
         assert stage in commands
@@ -60,7 +52,7 @@ def test_face_stages_are_cli_subcommands(demo_data, tmp_path):
                 "--subject",
                 "demo",
                 "--data-dir",
-                str(demo_data),
+                str(face_subject),
                 "--au",
                 str(au),
                 "--manifest",
@@ -69,7 +61,7 @@ def test_face_stages_are_cli_subcommands(demo_data, tmp_path):
         )
         == 0
     )
-    assert au.read_text() == (demo_data / "au.csv").read_text()
+    assert au.read_text() == (face_subject / "au.csv").read_text()
     with pytest.raises(SystemExit) as exit_info:
         main(["preview", "--subject", "demo", "--data-dir", str(tmp_path / "nowhere")])
     assert exit_info.value.code == 1

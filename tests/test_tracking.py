@@ -222,7 +222,7 @@ def test_demo_truth_landmarks(demo_clip, normalized_subject, tmp_path):
 
 
 def test_demo_detected_landmarks(demo_clip, normalized_subject, tmp_path_factory):
-    from test_landmarks import face_data   # the face stages' shared run of the demo subject
+    from test_landmarks import face_data  # the face stages' shared run of the demo subject
 
     detected = face_data(normalized_subject, tmp_path_factory.getbasetemp())
     data = demo_subject_copy(normalized_subject, tmp_path_factory.mktemp("tracking_detected"))

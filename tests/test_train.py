@@ -9,16 +9,23 @@ import numpy as np
 import pytest
 import torch
 import yaml
-
 from conftest import REPO
+from synthetic_subject import make_synthetic_subject
+
 from ernerf_core.errors import StageError
 from ernerf_core.model import load_head, render_image
 from ernerf_core.model.head import build_head
 from ernerf_core.train.dataset import SubjectDataset
-from ernerf_core.train.head import HEAD_DEFAULTS, LIPS_DEFAULTS, HeadRun, HeadStep, finetune_lips, train_head
-from ernerf_core.train.head import resolve_settings
+from ernerf_core.train.head import (
+    HEAD_DEFAULTS,
+    LIPS_DEFAULTS,
+    HeadRun,
+    HeadStep,
+    finetune_lips,
+    resolve_settings,
+    train_head,
+)
 from ernerf_core.train.losses import LOSSES, psnr
-from synthetic_subject import make_synthetic_subject
 
 # small grids sized for 32-48 px frames keep every test to seconds
 SMALL_GRID = {"levels": 8, "log2_table_size": 12, "base_resolution": 16, "finest_resolution": 128}
