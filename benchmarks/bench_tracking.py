@@ -37,7 +37,7 @@ def _pnp(landmarks: np.ndarray, shape_dm: np.ndarray, focal: float) -> np.ndarra
     flip = np.diag([1.0, -1.0, -1.0])        # OpenCV camera -> the tracker's OpenGL camera
     rots = []
     for pts in landmarks[:, :lb.N_MESH, :2].astype(np.float64):
-        ok, rvec, tvec = cv2.solvePnP(shape_dm, pts, k, None, flags=cv2.SOLVEPNP_ITERATIVE)
+        ok, rvec, tvec = cv2.solvePnP(shape_dm, pts, k, None, flags=cv2.SOLVEPNP_SQPNP)
         rots.append(flip @ cv2.Rodrigues(rvec)[0])
     return np.stack(rots)
 

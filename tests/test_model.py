@@ -183,11 +183,17 @@ def test_near_far_and_marching_stay_in_occupied_cells():
 
 
 def test_composite_weights_constant_density_and_early_stop():
-    sig = torch.full((2, 16), 4.0)
-    w = composite_weights(sig, torch.full_like(sig, 0.05))
-    assert float(w[0].sum()) == pytest.approx(1 - math.exp(-4.0 * 0.05 * 16), rel=1e-5)
-    w = composite_weights(torch.full((1, 16), 1e4), torch.full((1, 16), 0.05))
-    assert float(w[0, 0]) == pytest.approx(1.0) and torch.all(w[0, 2:] == 0)
+    tau = torch.full((2, 16), 4.0 * 0.05)
+    w, lit = composite_weights(tau)
+    assert float(w[0].sum()) == pytest.approx(1 - math.exp(-4.0 * 0.05 * 16), rel=1e-5) and bool(lit.all())
+    w, lit = composite_weights(torch.full((1, 16), 500.0))
+    assert float(w[0, 0]) == pytest.approx(1.0) and torch.all(w[0, 1:] == 0) and lit[0].tolist() == [True] + [False] * 15
+    # groups composited one after the other equal one pass
+    tau = torch.rand(3, 12)
+    whole, _ = composite_weights(tau)
+    first, _ = composite_weights(tau[:, :4])
+    rest, _ = composite_weights(tau[:, 4:], -tau[:, :4].sum(1))
+    assert torch.allclose(torch.cat([first, rest], 1), whole, atol=1e-6)
 
 
 def small_head(**kw):
@@ -206,25 +212,58 @@ def test_empty_scene_renders_the_background_exactly():
     assert torch.equal(out["image"], bg) and torch.all(out["weights_sum"] == 0)
 
 
-def test_staged_inference_equals_training_render_and_composites_over_bg():
+def dense_oracle(model, o, d, enc_a, eye, bg):
+    """Every marched sample evaluated at once and composited in one pass (the reference)."""
+    cfg = model.config
+    dt = default_step(cfg.bound, cfg.occupancy_resolution)
+    near, far = near_far_from_aabb(o, d, model.aabb, cfg.min_near)
+    t, valid = march_rays(o, d, near, far, model.occupancy.lookup, cfg.max_samples, dt)
+    r, k = valid.nonzero(as_tuple=True)
+    f = model(o[r] + t[r, k, None] * d[r], d[r], enc_a, None, eye)
+    tau = torch.zeros_like(t).index_put((r, k), f["sigma"] * dt)
+    w, _ = composite_weights(tau)
+    rgb = torch.zeros(*t.shape, 3).index_put((r, k), f["color"])
+    ws = w.sum(1)
+    return {"image": (w[..., None] * rgb).sum(1) + (1 - ws[:, None]) * bg, "weights_sum": ws,
+            "depth": (w * t).sum(1)}
+
+
+def test_grouped_rendering_equals_one_pass_compositing():
     model = small_head()
-    with torch.no_grad():  # a dense blob so rays saturate and stop early
+    with torch.no_grad():  # a dense blob: most rays saturate and stop early, some stay translucent
         model.encoder.table.normal_(0, 1)
+        model.sigma_net.net[-1].weight[0].fill_(1.5)
     pose = torch.from_numpy(nerf_matrix_to_ngp(np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0.6], [0, 0, 0, 1]])))
     pix = torch.arange(0, 400, 3)
     o, d = pixel_rays(pose, (20.0, 20.0, 10.0, 10.0), pix, 20)
     enc_a = model.encode_audio(torch.randn(8, 12, 16))
     bg = torch.rand(pix.numel(), 3)
     eye = torch.full((1, 1), 0.5)
-    dense = render_rays(model, o, d, enc_a, None, eye, bg)
+    oracle = dense_oracle(model, o, d, enc_a, eye, bg)
+    train = render_rays(model, o, d, enc_a, None, eye, bg)
     with torch.no_grad():
-        staged = render_rays(model, o, d, enc_a, None, eye, bg)
-    assert float(dense["weights_sum"].detach().max()) > 0.5
-    for key in ("image", "weights_sum", "depth", "ambient_aud", "uncertainty"):
-        assert torch.allclose(dense[key].detach(), staged[key], atol=1e-5), key
-    head_only = dense["image"] - (1 - dense["weights_sum"]).unsqueeze(-1) * bg
+        infer = render_rays(model, o, d, enc_a, None, eye, bg)
+    opaque = oracle["weights_sum"].detach() > 0.999
+    assert 10 < opaque.sum() < opaque.numel()
+    assert train["points"].shape[0] < 0.9 * march_count(model, o, d)  # opaque rays stopped early
+    for key in ("image", "weights_sum", "depth"):
+        assert torch.allclose(train[key].detach(), oracle[key].detach(), atol=1e-5), key
+        assert torch.allclose(infer[key], oracle[key].detach(), atol=1e-5), key
+    # head composited over the background: image - (1 - ws) * bg is the head alone
+    head_only = train["image"] - (1 - train["weights_sum"]).unsqueeze(-1) * bg
     again = render_rays(model, o, d, enc_a, None, eye, torch.zeros(3))["image"]
     assert torch.allclose(head_only, again, atol=1e-6)
+    # gradients reach the field through the grouped compositing
+    train["image"].sum().backward()
+    assert torch.isfinite(model.encoder.table.grad).all() and model.encoder.table.grad.abs().sum() > 0
+
+
+def march_count(model, o, d) -> int:
+    cfg = model.config
+    near, far = near_far_from_aabb(o, d, model.aabb, cfg.min_near)
+    _, valid = march_rays(o, d, near, far, model.occupancy.lookup, cfg.max_samples,
+                          default_step(cfg.bound, cfg.occupancy_resolution))
+    return int(valid.sum())
 
 
 def test_occupancy_masks_unseen_cells_and_carves_background():

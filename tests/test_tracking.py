@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import shared_media
 from scipy.spatial.transform import Rotation
 
 from ernerf_core.errors import StageError
@@ -39,9 +40,9 @@ def rotation_errors(est: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
-    """60 frames of the procedural face at 512x512 (0.5 px noise, biased noisy depth), tracked
+    """40 frames of the procedural face at 512x512 (0.5 px noise, biased noisy depth), tracked
     by the stage, then turned into transforms."""
-    seq = make_sequence(60, resolution=512, seed=3)
+    seq = make_sequence(40, resolution=512, seed=3)
     data = tmp_path_factory.mktemp("synthetic") / "data"
     write_subject(seq, data)
     manifest = run_stage(data)
@@ -106,13 +107,13 @@ def test_preview_and_manifest(synthetic):
     png = cv2.imread(str(data.parent / "preview" / "tracking.png"))
     assert png is not None and png.shape[0] >= 320 and png.std() > 5
     video = Path(manifest["preview"]["video"])
-    assert video.exists() and video.stat().st_size > 1000 and manifest["preview"]["video_frames"] == 60
-    assert len(manifest["per_frame_reprojection_px"]) == 60
+    assert video.exists() and video.stat().st_size > 1000 and manifest["preview"]["video_frames"] == 40
+    assert len(manifest["per_frame_reprojection_px"]) == 40
     assert set(manifest["reprojection_px"]) >= {"median", "p95", "max"}
 
 
 def test_divergence_fails_naming_the_frames(tmp_path):
-    seq = make_sequence(30, resolution=512, seed=4)
+    seq = make_sequence(24, resolution=512, seed=4)
     lms = seq.landmarks.copy()
     rng = np.random.default_rng(0)
     for i in (12, 13, 14):    # another face's points: a detector swap on three frames
@@ -221,12 +222,42 @@ def test_demo_truth_landmarks(demo_clip, normalized_subject, tmp_path):
     check_against_truth(manifest, data, rot_truth, res, max_deg=1.0)
 
 
-def test_demo_detected_landmarks(demo_clip, normalized_subject, tmp_path_factory):
-    from test_landmarks import face_data  # the face stages' shared run of the demo subject
-
-    detected = face_data(normalized_subject, tmp_path_factory.getbasetemp())
-    data = demo_subject_copy(normalized_subject, tmp_path_factory.mktemp("tracking_detected"))
-    shutil.copy(detected / "landmarks.npy", data / "landmarks.npy")
+def test_demo_detected_landmarks(demo_clip, normalized_subject, face_subject, tmp_path):
+    """The landmarks stage's MediaPipe detections of the demo (the shared face_subject run)."""
+    data = demo_subject_copy(normalized_subject, tmp_path)
+    shutil.copy(face_subject / "landmarks.npy", data / "landmarks.npy")
     _, _, rot_truth, _, res = demo_truth(demo_clip, data)
     manifest = run_stage(data)
     check_against_truth(manifest, data, rot_truth, res, max_deg=1.5)
+
+
+@pytest.mark.media
+def test_real_clip_reprojection(tmp_path):
+    """The real talking-face clip through normalize and landmarks (128 px, first 2 s tracked)."""
+    from ernerf_core.preprocess.landmarks import detect_landmarks
+    from ernerf_core.preprocess.normalize import normalize
+
+    clip = shared_media("talking_face_5s.mp4")
+    full = tmp_path / "full" / "data"
+    normalize(subject="real", video=clip, frames_dir=full / "ori_imgs", audio_path=full / "aud.wav",
+              manifest_path=full.parent / "manifests" / "normalize.json", resolution=128, crop_scale=2.4,
+              min_seconds=2.0)
+    detect_landmarks(subject="real", data_dir=full, dense_path=full / "landmarks.npy",
+                     manifest_path=full.parent / "manifests" / "landmarks.json")
+    data = tmp_path / "short" / "data"
+    (data / "ori_imgs").mkdir(parents=True)
+    for i in range(50):
+        shutil.copy(full / "ori_imgs" / f"{i}.jpg", data / "ori_imgs" / f"{i}.jpg")
+    np.save(data / "landmarks.npy", np.load(full / "landmarks.npy")[:50])
+    manifest = run_stage(data)
+    assert manifest["reprojection_px"]["median"] * 512 / 128 <= 2.0
+    assert manifest["head"]["share_in_aabb"] == 1.0
+
+
+def test_no_expressions_and_no_smoothing_still_track(tmp_path):
+    seq = make_sequence(8, resolution=256, seed=9, expression_scale=0.0)
+    write_subject(seq, tmp_path / "data", draw=False)
+    manifest = run_stage(tmp_path / "data", expressions=0, smooth_weight=0.0, focal_range=(1100, 1100))
+    params = torch.load(tmp_path / "data" / "track_params.pt", weights_only=True)
+    assert params["exp"].shape == (8, 0) and params["exp_basis"].shape == (0, 468 * 3)
+    assert manifest["reprojection_px"]["median"] <= 0.75      # 0.5 px noise: the floor is 0.63

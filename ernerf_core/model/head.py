@@ -11,9 +11,10 @@ Public API (stable, used by the torso and render stages):
 - ``build_head(model_cfg, audio_shape=(W, C), n_individual=N) -> HeadNetwork``
   ``model_cfg`` is the ``model:`` config section (see :func:`head_config_from_dict`).
 - ``HeadNetwork.encode_audio(windows [8, C, W] or [B, 8, C, W]) -> [1 or B, 32]``
-- ``HeadNetwork.forward(x [P,3], d [P,3], enc_a [1,32], ind_code [4] | None, eye [1,1] | None)``
-  -> dict ``sigma`` [P], ``color`` [P,3], ``ambient_aud`` [P], ``ambient_eye`` [P], ``uncertainty`` [P]
-- ``HeadNetwork.density(x, enc_a, eye) -> sigma [P]``
+- ``HeadNetwork.forward(x [P,3], d [P,3], enc_a [1,32], ind_code [4] | None, eye [1,1] | None,
+  with_uncertainty=True)`` -> dict ``sigma`` [P], ``color`` [P,3], ``ambient_aud`` [P], ``ambient_eye`` [P], ``uncertainty`` [P]
+- ``HeadNetwork.density(x, enc_a, eye) -> sigma [P]``; ``geometry`` / ``appearance`` /
+  ``uncertainty``: the two halves of ``forward`` (the renderer colours only visible samples)
 - ``HeadNetwork.individual_code(index | None)`` (None at test time: code 0, as the reference)
 - ``HeadNetwork.param_groups(lr, lr_net)``: AdamW groups with the reference's learning rates
 - ``HeadNetwork.occupancy``: the :class:`~ernerf_core.model.occupancy.OccupancyGrid`
@@ -165,17 +166,34 @@ class HeadNetwork(nn.Module):
         """sigma [P] at points x [P, 3]."""
         return self._density(self.encoder(x), enc_a, eye)[0]
 
-    def forward(self, x: torch.Tensor, d: torch.Tensor, enc_a: torch.Tensor,
-                ind_code: torch.Tensor | None, eye: torch.Tensor | None) -> dict[str, torch.Tensor]:
-        enc_x = self.encoder(x)  # [P, 36]
+    def geometry(self, x: torch.Tensor, enc_a: torch.Tensor, eye: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """The density half of the field: ``enc_x`` [P, 36], ``sigma`` [P], ``geo`` [P, 64],
+        ``ambient_aud`` [P], ``ambient_eye`` [P] (the renderer colours only visible samples)."""
+        enc_x = self.encoder(x)
         sigma, geo, aud_ch_att, eye_att = self._density(enc_x, enc_a, eye)
+        return {"enc_x": enc_x, "sigma": sigma, "geo": geo, "ambient_aud": aud_ch_att.norm(dim=-1),
+                "ambient_eye": eye_att[:, 0]}
+
+    def appearance(self, geo: torch.Tensor, d: torch.Tensor, ind_code: torch.Tensor | None) -> torch.Tensor:
+        """colour [P, 3] in [-0.001, 1.001] from geometry features and unit view directions."""
         if ind_code is None:
             ind_code = self.individual_codes[0]
-        h = torch.cat([sh_encode(d), geo, ind_code.view(1, -1).expand(x.shape[0], -1)], dim=-1)
-        color = torch.sigmoid(self.color_net(h)) * (1 + 2 * 0.001) - 0.001
-        uncertainty = F.softplus(self.unc_net(enc_x.detach()))[:, 0]
-        return {"sigma": sigma, "color": color, "ambient_aud": aud_ch_att.norm(dim=-1),
-                "ambient_eye": eye_att[:, 0], "uncertainty": uncertainty}
+        h = torch.cat([sh_encode(d), geo, ind_code.view(1, -1).expand(geo.shape[0], -1)], dim=-1)
+        return torch.sigmoid(self.color_net(h)) * (1 + 2 * 0.001) - 0.001
+
+    def uncertainty(self, enc_x: torch.Tensor) -> torch.Tensor:
+        """[P] >= 0, from detached position features (it must not shape the geometry)."""
+        return F.softplus(self.unc_net(enc_x.detach()))[:, 0]
+
+    def forward(self, x: torch.Tensor, d: torch.Tensor, enc_a: torch.Tensor,
+                ind_code: torch.Tensor | None, eye: torch.Tensor | None,
+                with_uncertainty: bool = True) -> dict[str, torch.Tensor]:
+        """Field at points x [P, 3] seen along unit directions d [P, 3]. Without
+        ``with_uncertainty`` (inference) the uncertainty head is skipped and returns zeros."""
+        g = self.geometry(x, enc_a, eye)
+        unc = self.uncertainty(g["enc_x"]) if with_uncertainty else g["sigma"].new_zeros(g["sigma"].shape)
+        return {"sigma": g["sigma"], "color": self.appearance(g["geo"], d, ind_code),
+                "ambient_aud": g["ambient_aud"], "ambient_eye": g["ambient_eye"], "uncertainty": unc}
 
     # --- optimisation ----------------------------------------------------------------------
     def param_groups(self, lr: float = 1e-2, lr_net: float = 1e-3) -> list[dict]:

@@ -39,6 +39,10 @@ class OccupancyGrid(nn.Module):
         self.register_buffer("density", torch.zeros(n))
         self.register_buffer("occupied", torch.ones(n, dtype=torch.bool))
         self.register_buffer("mean_density", torch.zeros(()))
+        # box around the occupied cells [6] (xmin, ymin, zmin, xmax, ymax, zmax): rays that miss
+        # it need no marching at all. Derived from ``occupied``, so not saved but recomputed on load.
+        self.register_buffer("occupied_box", torch.tensor(self.aabb, dtype=torch.float32), persistent=False)
+        self.register_load_state_dict_post_hook(lambda module, keys: module.update_box())
 
     # --- geometry --------------------------------------------------------------------------
     @property
@@ -65,8 +69,8 @@ class OccupancyGrid(nn.Module):
 
     # --- state -----------------------------------------------------------------------------
     @torch.no_grad()
-    def mark_unseen(self, poses: torch.Tensor, intrinsics, H: int, W: int, max_poses: int = 256,
-                    chunk: int = 1 << 18) -> int:
+    def mark_unseen(self, poses: torch.Tensor, intrinsics, H: int, W: int, max_poses: int = 64,
+                    chunk: int = 1 << 15) -> int:
         """Mark cells outside the AABB, and cells no camera sees, unusable. Returns usable cells.
 
         poses [B, 4, 4] camera-to-world. At most ``max_poses`` evenly spaced poses are used
@@ -96,11 +100,12 @@ class OccupancyGrid(nn.Module):
         self.density[~seen] = -1.0
         self.density[seen] = self.density[seen].clamp(min=0.0)
         self.occupied.copy_(seen)
+        self.update_box()
         return int(seen.sum())
 
     @torch.no_grad()
     def carve(self, poses: torch.Tensor, intrinsics, masks: torch.Tensor, keep_share: float = 0.05,
-              chunk: int = 1 << 17) -> int:
+              chunk: int = 1 << 15) -> int:
         """Mark usable cells that (almost) every view sees as background unusable (space carving).
 
         masks [B, H, W] bool: True where the head may be (a dilated head silhouette) for the
@@ -133,6 +138,7 @@ class OccupancyGrid(nn.Module):
             carve[start:start + flat.numel()] = (seen > 0) & (background > (1 - keep_share) * seen)
         self.density[usable[carve]] = -1.0
         self.occupied[usable[carve]] = False
+        self.update_box()
         return int((self.density >= 0).sum())
 
     @torch.no_grad()
@@ -141,9 +147,12 @@ class OccupancyGrid(nn.Module):
         """Re-query density at jittered centres of the usable cells (a random ``fraction`` of
         them, 1.0 = all as the reference) and refresh ``occupied``.
 
-        ``density_fn(xyz [M, 3]) -> sigma [M]``.
+        ``density_fn(xyz [M, 3]) -> sigma [M]``. A cell is queried every 1/fraction updates on
+        average, so its old value decays by ``decay ** (1 / fraction)`` per query: stale
+        densities fade at the reference's rate per update whatever the fraction.
         """
         usable = (self.density >= 0).nonzero().squeeze(1)
+        decay = decay ** (1.0 / fraction)
         if fraction < 1.0:
             n = max(1, int(round(usable.numel() * fraction)))
             pick = torch.randperm(usable.numel(), generator=generator, device="cpu")[:n].to(usable.device)
@@ -166,6 +175,19 @@ class OccupancyGrid(nn.Module):
         above = (self.density > thresh).float().view(1, 1, R, R, R)
         dilated = F.max_pool3d(above, kernel_size=3, stride=1, padding=1).view(-1) > 0
         self.occupied.copy_(dilated & usable)
+        self.update_box()
+
+    @torch.no_grad()
+    def update_box(self) -> None:
+        """Tighten ``occupied_box`` to the occupied cells (whole cells; empty grid: a point)."""
+        flat = self.occupied.nonzero().squeeze(1)
+        if flat.numel() == 0:
+            self.occupied_box.zero_()
+            return
+        cells = self.cell_coords(flat)
+        lo = -self.bound + cells.amin(0).float() * self.cell_size
+        hi = -self.bound + (cells.amax(0).float() + 1) * self.cell_size
+        self.occupied_box.copy_(torch.cat([lo, hi]))
 
     def occupied_share(self) -> float:
         usable = (self.density >= 0).sum().clamp(min=1)

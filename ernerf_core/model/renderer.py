@@ -5,15 +5,16 @@ Hot functions (pure PyTorch; a native kernel with the same signature can replace
 - :func:`march_rays` ``(rays_o, rays_d, nears, fars, occupied_fn, max_samples, dt, jitter)
   -> (t [R, K], valid [R, K])``: fixed step ``dt`` (reference: 2*sqrt(3)/128 ~ 0.027), at most
   ``K = max_samples`` samples per ray, only in occupied cells.
-- :func:`composite_weights` ``(sigmas [R, K], deltas [R, K], T_thresh) -> weights [R, K]``:
+- :func:`composite_weights` ``(tau [R, G], log_T0 [R], T_thresh) -> (weights [R, G], lit)``:
   ``alpha = 1 - exp(-sigma * delta)``, weight = alpha * transmittance, zero once the
-  transmittance before a sample is below ``T_thresh`` (the reference's early stop).
+  transmittance before a sample is below ``T_thresh`` (the reference's early stop); the
+  renderer calls it on groups of samples front to back, so opaque rays stop early.
 
 Public API (stable, used by the torso and render stages):
 
 - :func:`render_rays` ``(model, rays_o, rays_d, enc_a, ind_code, eye, bg_color, ...)``
   -> dict ``image`` [R,3], ``weights_sum`` [R], ``depth`` [R], ``ambient_aud`` [R],
-  ``ambient_eye`` [R], ``uncertainty`` [R] (+ ``points``/``dirs`` of the samples in training).
+  ``ambient_eye`` [R], ``uncertainty`` [R], ``points``/``dirs`` [P, 3] (the evaluated samples).
   The head is composited over the background exactly as the reference:
   ``image = head + (1 - weights_sum) * bg``.
 - :func:`render_image` ``(model, pose [4,4], intrinsics, H, W, audio_window [8,C,W],
@@ -73,18 +74,21 @@ def march_rays(rays_o: torch.Tensor, rays_d: torch.Tensor, nears: torch.Tensor, 
     return t_out, valid
 
 
-def composite_weights(sigmas: torch.Tensor, deltas: torch.Tensor, T_thresh: float = T_THRESH) -> torch.Tensor:
-    """Volume-rendering weights [R, K] from densities and step lengths [R, K]."""
-    tau = sigmas * deltas
-    alpha = 1.0 - torch.exp(-tau)
-    T = torch.exp(-(torch.cumsum(tau, dim=1) - tau))  # transmittance before each sample
-    return alpha * T * (T.detach() >= T_thresh)
+def composite_weights(tau: torch.Tensor, log_T0: torch.Tensor | None = None,
+                      T_thresh: float = T_THRESH) -> tuple[torch.Tensor, torch.Tensor]:
+    """Volume-rendering weights of consecutive samples.
 
-
-def _scatter(values: torch.Tensor, flat: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    """Dense [R*K, ...] tensor with ``values`` at rows ``flat`` and zeros elsewhere (differentiable)."""
-    out = values.new_zeros((math.prod(shape),) + tuple(values.shape[1:]))
-    return out.index_put((flat,), values).view(*shape, *values.shape[1:])
+    tau [R, G]: optical depth sigma * delta of each sample (front to back); log_T0 [R]: log
+    transmittance in front of the first one (0 = nothing in front). Returns (weights [R, G]
+    = alpha * T, zero once the transmittance in front of a sample is below ``T_thresh``, the
+    reference's early stop; lit [R, G] bool: the samples that still count).
+    """
+    front = torch.cumsum(tau, dim=1) - tau
+    if log_T0 is not None:
+        front = front - log_T0.unsqueeze(1)
+    T = torch.exp(-front)
+    lit = T.detach() >= T_thresh
+    return (1.0 - torch.exp(-tau)) * T * lit, lit
 
 
 def render_rays(model, rays_o: torch.Tensor, rays_d: torch.Tensor, enc_a: torch.Tensor,
@@ -96,81 +100,76 @@ def render_rays(model, rays_o: torch.Tensor, rays_d: torch.Tensor, enc_a: torch.
 
     ``model`` is a :class:`~ernerf_core.model.head.HeadNetwork`; enc_a [1, 32] from
     ``model.encode_audio``; ind_code [4] or None (code 0); eye [1, 1] in [0, 1] or None.
-    ``perturb`` jitters the first sample (training). Without grad (inference) samples are
-    evaluated a few at a time and rays stop once opaque, as the reference does.
+    ``perturb`` jitters the first sample (training). Samples are evaluated a few at a time
+    and rays stop once opaque (see :func:`_render_groups`). Without grad (inference) the
+    uncertainty, a training-only signal, is not computed (zeros).
     """
     cfg = model.config
     K = max_samples or cfg.max_samples
     dt = dt or default_step(cfg.bound, cfg.occupancy_resolution)
     R = rays_o.shape[0]
+    box = model.occupancy.occupied_box
+    # march only through the part of the AABB that holds occupied cells; start the samples at the AABB
+    # entry so their positions do not depend on the occupancy state
     nears, fars = near_far_from_aabb(rays_o, rays_d, model.aabb, cfg.min_near)
+    box_near, box_far = near_far_from_aabb(rays_o, rays_d, box, cfg.min_near)
+    miss = ~torch.isfinite(box_near)
+    skip = torch.where(miss, torch.zeros_like(nears), ((box_near - nears) / dt).floor().clamp(min=0) * dt)
+    nears = torch.where(miss, box_near, nears + torch.nan_to_num(skip))
+    fars = torch.where(miss, box_far, torch.minimum(fars, box_far))
     jitter = None
     if perturb:
         jitter = torch.rand(R, generator=generator, device="cpu").to(rays_o.device)
     t, valid = march_rays(rays_o, rays_d, nears, fars, model.occupancy.lookup, K, dt, jitter)
-    if torch.is_grad_enabled():
-        out = _render_dense(model, rays_o, rays_d, t, valid, dt, enc_a, ind_code, eye, T_thresh)
-    else:
-        out = _render_staged(model, rays_o, rays_d, t, valid, dt, enc_a, ind_code, eye, T_thresh)
+    out = _render_groups(model, rays_o, rays_d, t, valid, dt, enc_a, ind_code, eye, T_thresh,
+                         with_uncertainty=torch.is_grad_enabled())
     bg = bg_color.to(out["image"].dtype)
     out["image"] = out["image"] + (1.0 - out["weights_sum"]).unsqueeze(-1) * bg
     return out
 
 
-def _render_dense(model, rays_o, rays_d, t, valid, dt, enc_a, ind_code, eye, T_thresh):
-    """All samples at once (training: one graph for backward)."""
-    R, K = t.shape
-    flat = valid.view(-1).nonzero().squeeze(1)
-    ray = flat // K
-    xyz = rays_o[ray] + t.view(-1)[flat].unsqueeze(-1) * rays_d[ray]
-    dirs = rays_d[ray]
-    f = model(xyz, dirs, enc_a, ind_code, eye)
-    sigma = _scatter(f["sigma"], flat, (R, K))
-    w = composite_weights(sigma, torch.full_like(sigma, dt), T_thresh)  # [R, K]
-    w_flat = w.view(-1)[flat]
-    out = {
-        "weights_sum": w.sum(dim=1),
-        "image": torch.zeros(R, 3, device=t.device).index_add(0, ray, w_flat.unsqueeze(-1) * f["color"]),
-        "depth": (w * t).sum(dim=1),
-    }
-    for key in ("ambient_aud", "ambient_eye", "uncertainty"):
-        out[key] = torch.zeros(R, device=t.device).index_add(0, ray, w_flat * f[key])
-    out["points"], out["dirs"] = xyz, dirs
-    return out
-
-
-@torch.no_grad()
-def _render_staged(model, rays_o, rays_d, t, valid, dt, enc_a, ind_code, eye, T_thresh, group: int = 4):
-    """Inference: ``group`` samples per ray at a time; opaque rays stop early."""
+def _render_groups(model, rays_o, rays_d, t, valid, dt, enc_a, ind_code, eye, T_thresh,
+                   with_uncertainty: bool, group: int = 4) -> dict[str, torch.Tensor]:
+    """Evaluate ``group`` samples per ray at a time, front to back; a ray stops once its
+    transmittance is below ``T_thresh`` and only samples the light still reaches get a
+    colour. This is the reference's compositing exactly (it stops at the same sample), minus
+    the work it spends on samples that cannot contribute. Differentiable (training) or not."""
     R, K = t.shape
     dev = t.device
+    zeros = torch.zeros(R, device=dev)
     image = torch.zeros(R, 3, device=dev)
-    ws, depth = torch.zeros(R, device=dev), torch.zeros(R, device=dev)
-    extra = {k: torch.zeros(R, device=dev) for k in ("ambient_aud", "ambient_eye", "uncertainty")}
-    log_T = torch.zeros(R, device=dev)  # -optical depth so far
+    ws, depth, amb_aud, amb_eye, unc = zeros, zeros, zeros, zeros, zeros
+    log_T = zeros  # minus the optical depth in front of the next sample
+    points, dirs = [], []
     for k0 in range(0, K, group):
-        alive = (log_T > math.log(T_thresh)) & valid[:, k0]
+        alive = (log_T.detach() > math.log(T_thresh)) & valid[:, k0]
         idx = alive.nonzero().squeeze(1)
         if idx.numel() == 0:
             break
         tv, vv = t[idx, k0:k0 + group], valid[idx, k0:k0 + group]
         r_loc, c_loc = vv.nonzero(as_tuple=True)
-        xyz = rays_o[idx[r_loc]] + tv[r_loc, c_loc].unsqueeze(-1) * rays_d[idx[r_loc]]
-        f = model(xyz, rays_d[idx[r_loc]], enc_a, ind_code, eye)
-        sigma = torch.zeros_like(tv)
-        sigma[r_loc, c_loc] = f["sigma"]
-        tau = sigma * dt
-        T = torch.exp(log_T[idx].unsqueeze(1) - (torch.cumsum(tau, 1) - tau))
-        w = (1 - torch.exp(-tau)) * T * (T >= T_thresh)
+        ray = idx[r_loc]
+        xyz = rays_o[ray] + tv[r_loc, c_loc].unsqueeze(-1) * rays_d[ray]
+        g = model.geometry(xyz, enc_a, eye)
+        tau = torch.zeros(tv.shape, device=dev).index_put((r_loc, c_loc), g["sigma"] * dt)  # [A, G]
+        w, lit = composite_weights(tau, log_T[idx], T_thresh)
         wv = w[r_loc, c_loc]
-        rays = idx[r_loc]
-        image.index_add_(0, rays, wv.unsqueeze(-1) * f["color"])
-        for key in extra:
-            extra[key].index_add_(0, rays, wv * f[key])
-        ws.index_add_(0, idx, w.sum(1))
-        depth.index_add_(0, idx, (w * tv).sum(1))
-        log_T[idx] -= tau.sum(1)
-    return {"image": image, "weights_sum": ws, "depth": depth, **extra}
+        s = lit[r_loc, c_loc].nonzero().squeeze(1)  # samples the reference still composites
+        color = model.appearance(g["geo"][s], rays_d[ray[s]], ind_code)
+        image = image.index_add(0, ray[s], wv[s].unsqueeze(-1) * color)
+        ws = ws.index_add(0, ray, wv)
+        depth = depth.index_add(0, ray, wv * tv[r_loc, c_loc])
+        amb_aud = amb_aud.index_add(0, ray, wv * g["ambient_aud"])
+        amb_eye = amb_eye.index_add(0, ray, wv * g["ambient_eye"])
+        if with_uncertainty:
+            unc = unc.index_add(0, ray[s], wv[s] * model.uncertainty(g["enc_x"][s]))
+        log_T = log_T.index_add(0, idx, -tau.sum(1))
+        points.append(xyz)
+        dirs.append(rays_d[ray])
+    empty = rays_o.new_zeros(0, 3)
+    return {"image": image, "weights_sum": ws, "depth": depth, "ambient_aud": amb_aud, "ambient_eye": amb_eye,
+            "uncertainty": unc, "points": torch.cat(points) if points else empty,
+            "dirs": torch.cat(dirs) if dirs else empty}
 
 
 def _as_float_image(img, H: int, W: int, device) -> torch.Tensor:

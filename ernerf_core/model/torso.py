@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 import torch
-import torch.nn.functional as F
+import torch.nn.functional as nnF
 from torch import nn
 
 from .encoders import FrequencyEncoder, HashGridSpec, grid_layout
@@ -108,29 +108,42 @@ class TiledGrid2D(nn.Module):
         self.spec = spec
         levels = grid_layout(spec, 2)
         sizes = [lv["size"] for lv in levels]
-        offsets = [sum(sizes[:k]) for k in range(len(sizes))]
+        for lv in levels:  # a tiled level's table is 2^k rows, so the modulo is a bit mask
+            if lv["hashed"] and lv["size"] & (lv["size"] - 1):
+                raise ValueError(f"tiled level of {lv['size']} rows is not a power of two")
         self.register_buffer("scale", torch.tensor([lv["scale"] for lv in levels]), persistent=False)
-        self.register_buffer("stride", torch.tensor([lv["stride"] for lv in levels]), persistent=False)
-        self.register_buffer("size", torch.tensor(sizes), persistent=False)
-        self.register_buffer("offset", torch.tensor(offsets), persistent=False)
+        strides = torch.tensor([lv["stride"] for lv in levels], dtype=torch.int32)  # int32: half the traffic
+        # rows of the 4 corners relative to the lower-left one: (x, y), (x+1, y), (x, y+1), (x+1, y+1)
+        corners = torch.stack([torch.zeros_like(strides), torch.ones_like(strides), strides, strides + 1], -1)
+        self.register_buffer("stride", strides, persistent=False)  # [L]
+        self.register_buffer("corners", corners, persistent=False)  # [L, 4]
+        # dense levels never exceed their table: mask -1 keeps the index as it is
+        masks = [lv["size"] - 1 if lv["hashed"] else -1 for lv in levels]
+        self.register_buffer("mask", torch.tensor(masks, dtype=torch.int32).view(-1, 1), persistent=False)
+        offsets = [sum(sizes[:k]) for k in range(len(sizes))]
+        if sum(sizes) >= 2 ** 31:
+            raise ValueError(f"grid table of {sum(sizes)} rows is too large")
+        self.register_buffer("offset", torch.tensor(offsets, dtype=torch.int32).view(-1, 1), persistent=False)
         self.table = nn.Parameter(torch.empty(sum(sizes), spec.features_per_level))
         nn.init.uniform_(self.table, -1e-4, 1e-4)
         self.out_dim = spec.out_dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        P, L, F = x.shape[0], self.spec.levels, self.spec.features_per_level  # noqa: N806
         unit = ((x + 1) / 2).clamp(0.0, 1.0)  # [P, 2]
         pos = unit.unsqueeze(1) * self.scale.view(1, -1, 1) + 0.5  # [P, L, 2]
         cell = pos.detach().floor()
         frac = pos - cell  # carries the gradient w.r.t. x
-        cx, cy = cell.long().unbind(-1)  # [P, L]
-        fx, fy = frac.unbind(-1)
-        stride, size, offset = self.stride.view(1, -1), self.size.view(1, -1), self.offset.view(1, -1)
-        out = 0
-        for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1)):
-            rows = ((cx + dx) + (cy + dy) * stride) % size + offset  # [P, L]
-            w = (fx if dx else 1 - fx) * (fy if dy else 1 - fy)  # [P, L]
-            out = out + self.table[rows] * w.unsqueeze(-1)  # [P, L, F]
-        return out.reshape(x.shape[0], -1)
+        cell = cell.int()
+        base = cell[..., 0] + cell[..., 1] * self.stride  # [P, L]
+        rows = ((base.unsqueeze(-1) + self.corners) & self.mask) + self.offset  # [P, L, 4]
+        wx = torch.stack([1 - frac[..., 0], frac[..., 0]], dim=-1)  # [P, L, 2]
+        wy = torch.stack([1 - frac[..., 1], frac[..., 1]], dim=-1)
+        weights = wy.unsqueeze(-1) * wx.unsqueeze(-2)  # [P, L, 2 (y), 2 (x)]: the corner order of rows
+        # one fused gather + weighted sum per (point, level); differentiable in table and weights
+        out = nnF.embedding_bag(rows.view(-1, 4), self.table, per_sample_weights=weights.reshape(-1, 4),
+                                mode="sum")  # [P * L, F]
+        return out.view(P, L * F)
 
 
 def _sigmoid_range(h: torch.Tensor) -> torch.Tensor:
@@ -190,7 +203,7 @@ class TorsoNet(nn.Module):
         """[N, 2] pixel coords -> [N] bool: may hold torso (grid alpha above threshold)."""
         grid = self.alpha_grid.view(1, 1, *self.alpha_grid.shape)
         # align_corners=False: cell (r, c) has its centre at pixel_coords(G, G)[r * G + c]
-        alpha = F.grid_sample(grid, coords.view(1, -1, 1, 2), mode="bilinear", padding_mode="border",
+        alpha = nnF.grid_sample(grid, coords.view(1, -1, 1, 2), mode="bilinear", padding_mode="border",
                               align_corners=False).view(-1)
         return alpha > self.alpha_threshold()
 
@@ -204,7 +217,7 @@ class TorsoNet(nn.Module):
         jitter = torch.rand(centres.shape, generator=generator, device=device) * 2 - 1
         xy = centres + jitter / g  # anywhere inside the cell (cells are 2/G wide)
         new = torch.cat([self(part, pose, index)[0] for part in xy.split(chunk)]).view(1, 1, g, g)
-        new = F.max_pool2d(new, kernel_size=5, stride=1, padding=2).view(g, g)
+        new = nnF.max_pool2d(new, kernel_size=5, stride=1, padding=2).view(g, g)
         self.alpha_grid.copy_(torch.maximum(self.alpha_grid * self.config.alpha_decay, new))
         self.mean_alpha.fill_(self.alpha_grid.mean())
 

@@ -9,16 +9,18 @@ per-frame rotation ``R_i`` and translation ``t_i``, one focal ``f``:
 Fitted to the 468 mesh landmarks (the 10 iris points move with gaze, not with the head)
 by minimising a Huber reprojection error plus: a weak term on MediaPipe's relative depth
 (it pins the face's depth, which 2D views of a barely turning head leave ambiguous), a
-robust temporal acceleration prior on the projected rigid face (pixels, the data term's unit),
-and small L2 priors on the expressions. Blendshapes are zero on the rigid
-upper face (``expression_mask``) so they cannot absorb head pose.
+robust temporal acceleration prior on the rigid face in 3D (in pixels at the head's depth),
+and small L2 priors on the expressions. Blendshapes are zero on the rigid upper face
+(``expression_mask``) so they cannot absorb head pose.
 
 Steps: (1) a similarity Procrustes of MediaPipe's 3D points gives the initial shape,
 per-frame rotations and scales, and a PCA of the aligned residuals the initial
 blendshapes; (2) the focal is searched over a range (the reference's 600..1400 px at 512,
-scaled to the resolution) on a subset of frames; (3) full-batch L-BFGS over all frames with
-the focal free; (4) the gauge is fixed: the face's centroid at the origin, eyes along +x,
-the face plane's normal along +z, and the outer eye corners EYE_SPAN_DM apart.
+scaled to the resolution) on a subset of frames, every candidate started from one converged
+fit; (3) all frames: batched per-frame Levenberg-Marquardt of pose and expression (shape
+held), then full-batch L-BFGS of everything with the focal free; (4) the gauge is fixed
+(``canonical_gauge``): the face's centroid at the origin, eyes along +x, the face plane's
+normal along +z, and the outer eye corners EYE_SPAN_DM apart.
 """
 
 from __future__ import annotations
@@ -56,9 +58,9 @@ class TrackerSettings:
     full_iters: int = 100
     huber_px_512: float = 1.0          # Huber knee (px at 512)
     depth_weight: float = 0.02         # MediaPipe z residual, relative to the 2D residual
-    smooth_weight: float = 1.0         # acceleration of the projected face (px^2 vs px^2)
+    smooth_weight: float = 1.0         # 3D acceleration of the rigid face (px^2 at its depth)
     smooth_scale_px_512: float = 2.0   # Cauchy scale of that acceleration (px at 512)
-    expression_weight: float = 1e-3    # L2 on blendshape weights (in px^2 per dm^2 scale)
+    expression_weight: float = 1e-3    # L2 on blendshape weights (PCA-initialised, ~unit variance)
     seed: int = 0
 
 
@@ -78,7 +80,10 @@ class LandmarkTrack:
 
 def canonical_gauge(shape: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     """(Q [3, 3], centre [3], scale) that put a MediaPipe-topology face in the canonical frame:
-    ``canonical = scale * (shape - centre) @ Q.T``."""
+    ``canonical = scale * (shape - centre) @ Q.T``: centroid of the 468 mesh points at the
+    origin, x along the eyes (to the subject's left), z along the normal of the face's best
+    plane (out of the face), outer eye corners EYE_SPAN_DM apart. (The whole face's plane is
+    the stablest choice measured; planes of parts of it tilt with depth errors.)"""
     mesh = shape[:N_MESH]
     centre = mesh.mean(0)
     x = (mesh[LEFT_EYE_OUTER] + mesh[LEFT_EYE_INNER]) - (mesh[RIGHT_EYE_OUTER] + mesh[RIGHT_EYE_INNER])
@@ -89,8 +94,7 @@ def canonical_gauge(shape: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
         n = -n
     n = n - np.dot(n, x) * x
     n /= np.linalg.norm(n)
-    y = np.cross(n, x)
-    q = np.stack([x, y, n])
+    q = np.stack([x, np.cross(n, x), n])
     scale = EYE_SPAN_DM / np.linalg.norm(mesh[LEFT_EYE_OUTER] - mesh[RIGHT_EYE_OUTER])
     return q, centre, float(scale)
 
@@ -231,14 +235,16 @@ class _Problem(torch.nn.Module):
         zmean = z.mean(1, keepdim=True)
         zrel = (z - zmean) * (f / zmean)          # = -(z - mean) * f / |mean|: nearer is smaller
         depth = 0.5 * (zrel - self.obs_z).square().mean()
-        expr = 0.5 * self.expr.square().mean()
+        expr = 0.5 * self.expr.square().sum() / max(self.expr.numel(), 1)   # K may be 0
         loss = data + st.depth_weight * depth + st.expression_weight * expr
         terms = {"data": data, "depth": depth, "expr": expr}
         if self.temporal:
+            # Acceleration of the rigid face in 3D camera space, in pixels at the head's depth:
+            # an out-of-plane turn barely moves the image but does move the face in depth,
+            # and that is what the NeRF cameras must not jitter by.
             rigid = torch.baddbmm(self.trans[:, :, None], rot, self.shape[self.anchor_idx].T.expand(len(rot), 3, -1))
-            ax, ay, az = rigid.unbind(1)
-            a_uv = torch.stack([-ax * f / az, ay * f / az], -1)
-            acc2 = (a_uv[2:] - 2 * a_uv[1:-1] + a_uv[:-2]).square().sum(-1)
+            px_per_dm = (f / -self.trans[:, 2].mean()).detach()
+            acc2 = (rigid[2:] - 2 * rigid[1:-1] + rigid[:-2]).square().sum(1) * px_per_dm ** 2
             # Cauchy (redescending): quadratic for jitter, but a real jolt or a few bad frames
             # stop pulling on their neighbours instead of dragging them along
             c2 = (st.smooth_scale_px_512 * self.s) ** 2

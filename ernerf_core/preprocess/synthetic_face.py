@@ -107,7 +107,7 @@ def face_layout() -> tuple[np.ndarray, dict[str, tuple[int, ...]]]:
     groups: dict[str, tuple[int, ...]] = {}
     # Face oval, from the forehead top towards the subject's left (+x), clockwise.
     ang = np.pi / 2 - np.arange(len(FACE_OVAL)) * 2 * np.pi / len(FACE_OVAL)
-    for i, a in zip(FACE_OVAL, ang):
+    for i, a in zip(FACE_OVAL, ang, strict=True):
         anchors[int(i)] = np.array([0.72 * np.cos(a), 0.98 * np.sin(a) - 0.05])
 
     # Eyes: outer corner -> upper lid -> inner corner -> lower lid.
@@ -145,7 +145,7 @@ def face_layout() -> tuple[np.ndarray, dict[str, tuple[int, ...]]]:
 
     # Nose bridge (top -> tip) and the column below the tip.
     for idx, y in zip((168, 6, 197, 195, 5, 4, 1, 19, 94, 2),
-                      (0.18, 0.10, 0.02, -0.06, -0.13, -0.19, -0.21, -0.25, -0.28, -0.30)):
+                      (0.18, 0.10, 0.02, -0.06, -0.13, -0.19, -0.21, -0.25, -0.28, -0.30), strict=True):
         anchors[idx] = np.array([0.0, y])
 
     return _harmonic_fill(anchors), groups
@@ -186,7 +186,7 @@ def neutral_face() -> np.ndarray:
     z += 0.04 * _bump(xy, 0.0, -0.80, 0.15, 0.10)          # chin
     mesh = np.concatenate([xy, z[:, None]], 1)
     iris = []
-    for eye, ring in (("RIGHT_EYE", RIGHT_IRIS), ("LEFT_EYE", LEFT_IRIS)):
+    for eye in ("RIGHT_EYE", "LEFT_EYE"):     # appended as RIGHT_IRIS (468..472), then LEFT_IRIS
         centre = mesh[list(groups[eye])].mean(0) + np.array([0.0, 0.0, 0.02])
         iris.append(centre)
         for a in (0.0, np.pi / 2, np.pi, 1.5 * np.pi):   # ring order: right, top, left, bottom
@@ -201,12 +201,11 @@ def neutral_face() -> np.ndarray:
 def blendshapes() -> np.ndarray:
     """[4, 478, 3] displacements in dm for EXPRESSIONS at coefficient 1."""
     face = neutral_face()
-    xy, groups = face_layout()
+    _, groups = face_layout()
     xy = face[:, :2]
     out = np.zeros((len(EXPRESSIONS), N_POINTS, 3))
     lower_lip = set(groups["LIPS_OUTER_LOWER"]) | set(groups["LIPS_INNER_LOWER"])
-    mouth_y = -0.47 - 0.05 * 0   # centre of the closed lips (layout coordinates, recentred below)
-    mouth_y = face[[13, 14]].mean(0)[1]
+    mouth_y = face[[13, 14]].mean(0)[1]          # between the closed lips
     # jaw: everything below the lips follows the chin, fading towards the ears
     below = np.clip((mouth_y - xy[:, 1]) / 0.12, 0.0, 1.0)
     w = np.where(np.isin(np.arange(N_POINTS), list(lower_lip)), 1.0, below)

@@ -30,8 +30,7 @@ import torch
 
 from ..errors import StageError
 from ..fsio import atomic_file, write_manifest
-from .landmark_ba import (TrackerSettings, rotation_jitter_deg, track_landmarks,
-                          translation_jitter)
+from .landmark_ba import TrackerSettings, rotation_jitter_deg, track_landmarks, translation_jitter
 from .subject_io import format_ranges, load_dense_landmarks, normalize_manifest, subject_frames
 
 log = logging.getLogger(__name__)
@@ -101,10 +100,10 @@ def track_head_pose(subject: str, data_dir: str | os.PathLike, params_path: str 
     if backend == "bfm":
         from .bfm_fit import track_bfm
 
-        track, id_code = track_bfm(subject, STAGE, landmarks, frames, resolution, bfm_model, settings)
+        track, id_code, extras = track_bfm(subject, STAGE, landmarks, frames, resolution, bfm_model, settings)
     else:
         track = track_landmarks(landmarks, resolution, settings)
-        id_code = track.shape.reshape(1, -1)
+        id_code, extras = track.shape.reshape(1, -1), {}
 
     worst = np.where(track.reprojection > max_reprojection_px)[0]
     if len(worst):
@@ -121,7 +120,7 @@ def track_head_pose(subject: str, data_dir: str | os.PathLike, params_path: str 
         "focal": torch.tensor([track.focal], dtype=torch.float32),
         "id": torch.tensor(id_code, dtype=torch.float32),
         "exp": torch.tensor(track.expression, dtype=torch.float32),
-        "exp_basis": torch.tensor(track.basis.reshape(len(track.basis), -1), dtype=torch.float32),
+        "exp_basis": torch.tensor(track.basis.reshape(len(track.basis), 3 * track.basis.shape[1]), dtype=torch.float32),
         "image_size": torch.tensor([resolution, resolution], dtype=torch.int64),
     }
     with atomic_file(params_path) as tmp:
@@ -161,7 +160,7 @@ def track_head_pose(subject: str, data_dir: str | os.PathLike, params_path: str 
                   camera_distance_m=round(float(np.linalg.norm(track.trans, axis=1).mean() / 10.0), 4)),
         preview=dict(png=os.fspath(preview_path), frames=shown, video=os.fspath(video_path),
                      video_frames=video_frames),
-        outputs=dict(params=os.fspath(params_path)), seconds=round(elapsed, 2))
+        outputs=dict(params=os.fspath(params_path)), seconds=round(elapsed, 2), **extras)
 
 
 def add_cli(subparsers: argparse._SubParsersAction) -> None:
@@ -178,6 +177,9 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--focal-range", type=float, nargs=2, default=(600.0, 1400.0), metavar=("LO", "HI"))
     p.add_argument("--smooth-weight", type=float, default=1.0)
     p.set_defaults(func=_run_cli)
+    from .bfm import add_cli as add_bfm_convert
+
+    add_bfm_convert(subparsers)
 
 
 def _run_cli(args: argparse.Namespace) -> dict[str, Any]:

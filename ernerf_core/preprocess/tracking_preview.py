@@ -28,8 +28,8 @@ def draw_tracking(rgb: np.ndarray, detected: np.ndarray, tracked: np.ndarray, ro
     img = np.ascontiguousarray(rgb).copy()
     h, w = img.shape[:2]
     r = max(1, round(min(h, w) / 256))
-    for x, y in np.round(detected).astype(int):
-        cv2.circle(img, (x, y), r, (255, 60, 60), -1, cv2.LINE_AA)
+    for x, y in np.round(detected).astype(int):     # a red rim shows where they disagree
+        cv2.circle(img, (x, y), r + 1, (255, 60, 60), -1, cv2.LINE_AA)
     for x, y in np.round(tracked).astype(int):
         cv2.circle(img, (x, y), r, (60, 255, 60), -1, cv2.LINE_AA)
     ends = np.array([[0, 0, 0], [AXIS_DM, 0, 0], [0, AXIS_DM, 0], [0, 0, AXIS_DM]], dtype=np.float64)
@@ -37,7 +37,7 @@ def draw_tracking(rgb: np.ndarray, detected: np.ndarray, tracked: np.ndarray, ro
     uv = project(torch.from_numpy(cam), torch.tensor(float(focal), dtype=torch.float64),
                  torch.tensor([w / 2.0, h / 2.0], dtype=torch.float64)).numpy()
     o = tuple(int(v) for v in np.round(uv[0]))
-    for end, colour in zip(uv[1:], ((255, 0, 0), (0, 200, 0), (0, 120, 255))):
+    for end, colour in zip(uv[1:], ((255, 0, 0), (0, 200, 0), (0, 120, 255)), strict=True):
         cv2.line(img, o, tuple(int(v) for v in np.round(end)), colour, 2 * r, cv2.LINE_AA)
     if label:
         scale = 0.4 * r

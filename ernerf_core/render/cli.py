@@ -22,6 +22,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=None, help="portrait model (default: <results>/<S>/torso/model.pt)")
     p.add_argument("--data-dir", default=None, help="subject folder (default: <results>/<S>/data)")
     p.add_argument("--out-dir", default=None, help="output folder (default: <results>/<S>/render)")
+    p.add_argument("--downscale", type=float, default=1.0, help="render at 1/downscale of the size (default 1)")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_run_test)
 
@@ -37,6 +38,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--smooth-window", type=int, default=7, help="pose smoothing window in frames (default 7)")
     p.add_argument("--no-smooth", action="store_true", help="use the training poses unsmoothed")
     p.add_argument("--fixed-eye", type=float, default=None, help="eye value 0 (open) .. 1 (closed)")
+    p.add_argument("--downscale", type=float, default=1.0, help="render at 1/downscale of the size (default 1)")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_run_audio)
 
@@ -49,7 +51,7 @@ def _run_test(args: argparse.Namespace) -> dict:
     return render_test(subject=args.subject, model_path=args.model or subject_dir / "torso" / "model.pt",
                        data_dir=args.data_dir or subject_dir / "data", video_path=out / "test.mp4",
                        side_by_side_path=out / "test_side_by_side.mp4", sheet_path=out / "contact_sheet.png",
-                       metrics_path=out / "metrics.json", device=args.device)
+                       metrics_path=out / "metrics.json", downscale=args.downscale, device=args.device)
 
 
 def _run_audio(args: argparse.Namespace) -> dict:
@@ -73,4 +75,4 @@ def _run_audio(args: argparse.Namespace) -> dict:
         return render_audio(subject=args.subject, model_path=model, features_path=tmp / "features.npy",
                             wav_path=tmp / "aud.wav", audio_manifest_path=tmp / "audio_features.json",
                             video_path=out, smooth_path=not args.no_smooth, smooth_window=args.smooth_window,
-                            fixed_eye=args.fixed_eye, device=args.device)
+                            fixed_eye=args.fixed_eye, downscale=args.downscale, device=args.device)

@@ -15,9 +15,9 @@ def pick_indices(n_frames: int, count: int) -> np.ndarray:
 
 def _label(img: np.ndarray, text: str) -> np.ndarray:
     img = img.copy()
-    scale = max(0.35, img.shape[1] / 400)
+    scale = min(0.8, max(0.22, img.shape[1] / 450))  # fits "render #1234" across the tile
     thick = max(1, int(round(scale * 2)))
-    org = (4, int(16 * scale) + 2)
+    org = (3, int(22 * scale) + 2)
     cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick + 2, cv2.LINE_AA)
     cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
     return img

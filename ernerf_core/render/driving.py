@@ -45,8 +45,11 @@ def window_at(features: np.ndarray, i: int) -> torch.Tensor:
 
 def render_audio(*, subject: str, model_path, features_path, wav_path, audio_manifest_path, video_path,
                  smooth_path: bool = True, smooth_window: int = 7, fixed_eye: float | None = None,
-                 device: str = "auto", chunk: int = 1 << 15) -> dict:
-    """Render the portrait ``model_path`` driven by the features at ``features_path``."""
+                 downscale: float = 1.0, device: str = "auto", chunk: int = 1 << 15) -> dict:
+    """Render the portrait ``model_path`` driven by the features at ``features_path``.
+
+    ``downscale`` > 1 renders ``H / downscale`` x ``W / downscale`` frames.
+    """
     dev = resolve_device(device)
     model_path = Path(model_path)
     if not model_path.exists():
@@ -70,13 +73,16 @@ def render_audio(*, subject: str, model_path, features_path, wav_path, audio_man
     n = len(features)
     poses, eyes, _ = driving_track(portrait.poses.numpy(), portrait.eye.numpy(), n,
                                    smooth_window=smooth_window if smooth_path else 0, fixed_eye=fixed_eye)
-    H, W = portrait.size
+    if downscale < 1:
+        raise StageError(subject, STAGE, f"render.downscale {downscale} is below 1",
+                         "use 1 (the training size) or more (smaller, faster frames)")
+    H, W = (int(round(v / downscale)) for v in portrait.size)  # noqa: N806
     t_render = 0.0
     with VideoWriter(video_path, W, H, audio=wav_path) as video:
         for i in progress(range(n), desc=f"{subject} {Path(video_path).stem}", unit="frame"):
             t0 = time.perf_counter()
             out = render_frame(portrait, torch.from_numpy(poses[i]), window_at(features, i), float(eyes[i]),
-                               chunk=chunk)
+                               size=(H, W), chunk=chunk)
             frame = to_uint8(out["image"])
             t_render += time.perf_counter() - t0
             video.write(frame)

@@ -122,7 +122,8 @@ def render_frame(portrait: Portrait, pose: torch.Tensor, audio_window: torch.Ten
     renders at another resolution (intrinsics scaled); ``background`` uint8 overrides the
     stored one (same size as the render); ``use_alpha_grid=False`` evaluates the torso at
     every pixel (a baseline for benchmarks). Returns ``image`` [H, W, 3] float in [0, 1],
-    ``torso_alpha`` [H, W], ``head_weight`` [H, W].
+    ``torso`` [H, W, 3] (the torso over the background, before the head), ``torso_alpha``
+    [H, W] and ``head_weight`` [H, W].
     """
     H0, W0 = portrait.size
     H, W = size or (H0, W0)
@@ -141,7 +142,7 @@ def render_frame(portrait: Portrait, pose: torch.Tensor, audio_window: torch.Ten
                                             use_grid=use_alpha_grid)
     out = render_image(portrait.head, pose, intrinsics, H, W, audio_window.to(dev), float(eye), torso_bg,
                        chunk=chunk)
-    return {"image": out["image"], "torso_alpha": alpha, "head_weight": out["weights_sum"]}
+    return {"image": out["image"], "torso": torso_bg, "torso_alpha": alpha, "head_weight": out["weights_sum"]}
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:

@@ -30,7 +30,7 @@ from ..device import resolve_device
 from ..errors import StageError
 from ..fsio import write_json
 from ..media.frames import write_png
-from ..metrics.lipsync import UPPER_INNER_LIP, lipsync_score, mouth_opening_from_landmarks, pearson
+from ..metrics.lipsync import lipsync_score, mouth_opening_from_landmarks, pearson
 from ..metrics.lmd import MEDIAPIPE_MOUTH_68, mouth_distance
 from ..metrics.lpips_metric import load_lpips_metric
 from ..metrics.psnr import psnr
@@ -56,32 +56,42 @@ def _load(subject: str, model_path: Path, device: torch.device):
 
 
 class MouthTracks:
-    """Face-mesh landmarks of the rendered and the real clip, frame by frame (video mode)."""
+    """Face-mesh landmarks of the rendered and the real clip, frame by frame (video mode).
+
+    Per frame only the mouth opening and the 20 mouth points are kept, so a long split
+    costs a few hundred bytes a frame.
+    """
 
     def __init__(self):
         from ..preprocess.landmarks import MeshTracker
 
         self.trackers = {"render": MeshTracker(max_faces=1), "truth": MeshTracker(max_faces=1)}
-        self.points: dict[str, list[np.ndarray]] = {"render": [], "truth": []}
+        self.opening: dict[str, list[float]] = {"render": [], "truth": []}
+        self.mouth: dict[str, list[np.ndarray | None]] = {"render": [], "truth": []}
 
     def add(self, render: np.ndarray, truth: np.ndarray) -> None:
         for key, img in (("render", render), ("truth", truth)):
             mesh, _ = self.trackers[key](np.ascontiguousarray(img))
-            self.points[key].append(np.full((478, 3), np.nan) if mesh is None else mesh.astype(np.float64))
+            if mesh is None:
+                self.opening[key].append(float("nan"))
+                self.mouth[key].append(None)
+            else:
+                mesh = mesh.astype(np.float64)
+                self.opening[key].append(float(mouth_opening_from_landmarks(mesh[None])[0]))
+                self.mouth[key].append(mesh[MEDIAPIPE_MOUTH_68, :2])
 
     def close(self) -> None:
         for t in self.trackers.values():
             t.close()
 
     def results(self, wav: np.ndarray, sample_rate: int) -> dict:
-        r, t = np.stack(self.points["render"]), np.stack(self.points["truth"])
-        open_r, open_t = mouth_opening_from_landmarks(r), mouth_opening_from_landmarks(t)
-        both = np.isfinite(r[:, UPPER_INNER_LIP, 0]) & np.isfinite(t[:, UPPER_INNER_LIP, 0])
-        lmd = [mouth_distance(r[k][MEDIAPIPE_MOUTH_68, :2], t[k][MEDIAPIPE_MOUTH_68, :2])
-               for k in np.flatnonzero(both)]
+        open_r, open_t = np.array(self.opening["render"]), np.array(self.opening["truth"])
+        lmd = [mouth_distance(a, b) for a, b in zip(self.mouth["render"], self.mouth["truth"], strict=True)
+               if a is not None and b is not None]
         rendered = lipsync_score(open_r, wav, sample_rate)
         truth = lipsync_score(open_t, wav, sample_rate)
         corr_truth = pearson(open_r, open_t)
+        finite = lambda v: [None if not np.isfinite(x) else float(x) for x in v]  # noqa: E731
         return {
             "lmd": float(np.mean(lmd)) if lmd else None,
             "lmd_frames": len(lmd),
@@ -93,8 +103,7 @@ class MouthTracks:
                 "face_found_share": rendered["face_found_share"],
                 "truth_face_found_share": truth["face_found_share"],
             },
-            "mouth_opening": {"render": [None if not np.isfinite(v) else float(v) for v in open_r],
-                              "truth": [None if not np.isfinite(v) else float(v) for v in open_t]},
+            "mouth_opening": {"render": finite(open_r), "truth": finite(open_t)},
         }
 
 
@@ -107,9 +116,16 @@ def _val_audio(data_dir: Path, first_aud_id: int, n_frames: int) -> tuple[np.nda
 
 
 def render_test(*, subject: str, model_path, data_dir, video_path, side_by_side_path, sheet_path,
-                metrics_path, device: str = "auto", sheet_frames: int = 8, chunk: int = 1 << 15) -> dict:
-    """Render the val split of ``data_dir`` with the portrait ``model_path``; write the four outputs."""
+                metrics_path, downscale: float = 1.0, device: str = "auto", sheet_frames: int = 8,
+                chunk: int = 1 << 15) -> dict:
+    """Render the val split of ``data_dir`` with the portrait ``model_path``; write the four outputs.
+
+    ``downscale`` > 1 renders (and measures against ground truth shrunk to) ``H / downscale``.
+    """
     dev = resolve_device(device)
+    if downscale < 1:
+        raise StageError(subject, STAGE, f"render.downscale {downscale} is below 1",
+                         "use 1 (the training size) or more (smaller, faster frames)")
     model_path, data_dir = Path(model_path), Path(data_dir)
     portrait = _load(subject, model_path, dev)
     backend = portrait.audio["backend"]
@@ -117,9 +133,10 @@ def render_test(*, subject: str, model_path, data_dir, video_path, side_by_side_
         raise StageError(subject, STAGE, f"{model_path} was trained on unknown audio features '{backend}'",
                          "rerun train_torso")
     val = SubjectDataset(data_dir, "val", subject=subject, stage=STAGE,
-                         features_path=data_dir / FEATURE_FILES[backend], downscale=1.0, cache_mb=64)
-    if (val.H, val.W) != portrait.size:
-        raise StageError(subject, STAGE, f"the val frames are {val.W}x{val.H} but the model renders "
+                         features_path=data_dir / FEATURE_FILES[backend], downscale=downscale, cache_mb=64)
+    if val.full_size != portrait.size:
+        H0, W0 = val.full_size  # noqa: N806
+        raise StageError(subject, STAGE, f"the val frames are {W0}x{H0} but the model renders "
                          f"{portrait.size[1]}x{portrait.size[0]}", "rerun train_torso on this subject's data")
     if list(val.audio_shape) != list(portrait.audio["feature_shape"][1:]):
         raise StageError(subject, STAGE, f"{val.features_path.name} has {list(val.audio_shape)} features "
@@ -128,7 +145,7 @@ def render_test(*, subject: str, model_path, data_dir, video_path, side_by_side_
     n = len(val)
     wav, sr, start = _val_audio(data_dir, int(val.aud_ids_raw[0]), n)
     wav_path = data_dir / "aud.wav"
-    H, W = portrait.size
+    H, W = val.H, val.W  # noqa: N806
     lpips_metric, lpips_reason = load_lpips_metric(dev)
     picks = set(pick_indices(n, sheet_frames).tolist())
     sheet_pairs, psnrs, face_psnrs, ssims, lpipss = [], [], [], [], []
@@ -140,7 +157,7 @@ def render_test(*, subject: str, model_path, data_dir, video_path, side_by_side_
             for k in progress(range(n), desc=f"{subject} render_test", unit="frame"):
                 t0 = time.perf_counter()
                 out = render_frame(portrait, val.poses[k], val.audio_window(k), float(val.eye[k]),
-                                   chunk=chunk)
+                                   size=(H, W), chunk=chunk)
                 frame = to_uint8(out["image"])
                 render_seconds += time.perf_counter() - t0
                 truth = val.image(k)

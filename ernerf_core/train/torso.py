@@ -37,7 +37,7 @@ from ..fsio import write_manifest
 from ..model.encoders import HashGridSpec
 from ..model.io import load_head, read_head_file
 from ..model.torso import TorsoConfig, TorsoNet, coords_of_indices
-from ..render.portrait import Portrait, render_frame, save_portrait, to_uint8, torso_over_background
+from ..render.portrait import Portrait, render_frame, save_portrait, to_uint8
 from .dataset import SubjectDataset, data_fingerprint
 from .losses import LOSSES, photometric, psnr, weights_entropy
 from .sampling import uniform_pixels
@@ -121,10 +121,8 @@ def validate(portrait: Portrait, data: SubjectDataset, frames: list[int],
         pred = to_uint8(out["image"])
         real = data.image(i)
         mses.append(float(((pred / 255.0 - real / 255.0) ** 2).mean()))
-        bc = torch.from_numpy(data.bc).to(dev).float() / 255
-        torso_rgb, _ = torso_over_background(portrait.torso, pose, bc)
         target = torch.from_numpy(data.background(i)).float() / 255
-        torso_mses.append(float(((torso_rgb.cpu() - target) ** 2).mean()))
+        torso_mses.append(float(((out["torso"].cpu() - target) ** 2).mean()))
         tiles.append(np.concatenate([pred, real], axis=1))
     seconds = time.perf_counter() - t0
     if out_png is not None and tiles:

@@ -11,6 +11,8 @@ rule render_test:
         side_by_side="results/{subject}/render/test_side_by_side.mp4",
         sheet="results/{subject}/render/contact_sheet.png",
         metrics="results/{subject}/render/metrics.json",
+    params:
+        downscale=config["render"]["downscale"],
     conda:
         CONDA_ENV
     log:

@@ -14,5 +14,6 @@ run_from_snakemake(
     smooth_path=render["smooth_path"],
     smooth_window=render["smooth_window"],
     fixed_eye=render["fixed_eye"],
+    downscale=render["downscale"],
     device=snakemake.config["train"]["device"],
 )

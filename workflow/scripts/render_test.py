@@ -13,5 +13,6 @@ run_from_snakemake(
     side_by_side_path=snakemake.output.side_by_side,
     sheet_path=snakemake.output.sheet,
     metrics_path=snakemake.output.metrics,
+    downscale=snakemake.params.downscale,
     device=snakemake.config["train"]["device"],
 )
