@@ -68,9 +68,15 @@ class OccupancyGrid(nn.Module):
         return self.occupied[flat] & inside
 
     # --- state -----------------------------------------------------------------------------
+    @staticmethod
+    def _to_camera(xyz: torch.Tensor, poses: torch.Tensor) -> torch.Tensor:
+        """World points [N, 3] in the frames of cameras-to-world ``poses`` [B, 4, 4] -> [B, N, 3]."""
+        rot = poses[:, :3, :3]  # camera = R^T (x - t)
+        return torch.einsum("nk,bkj->bnj", xyz, rot) - torch.einsum("bk,bkj->bj", poses[:, :3, 3], rot).unsqueeze(1)
+
     @torch.no_grad()
     def mark_unseen(self, poses: torch.Tensor, intrinsics, H: int, W: int, max_poses: int = 64,
-                    chunk: int = 1 << 15) -> int:
+                    chunk: int = 1 << 14) -> int:
         """Mark cells outside the AABB, and cells no camera sees, unusable. Returns usable cells.
 
         poses [B, 4, 4] camera-to-world. At most ``max_poses`` evenly spaced poses are used
@@ -82,21 +88,21 @@ class OccupancyGrid(nn.Module):
         if poses.shape[0] > max_poses:
             poses = poses[torch.linspace(0, poses.shape[0] - 1, max_poses).round().long()]
         poses = poses.to(device=device, dtype=torch.float32)
-        lo = torch.tensor(self.aabb[:3], device=device)
-        hi = torch.tensor(self.aabb[3:], device=device)
+        lo = torch.tensor(self.aabb[:3], device=device) - self.cell_size / 2
+        hi = torch.tensor(self.aabb[3:], device=device) + self.cell_size / 2
         margin = self.cell_size  # half cell * 2, as the reference
         seen = torch.zeros(R ** 3, dtype=torch.bool, device=device)
         for start in range(0, R ** 3, chunk):
             flat = torch.arange(start, min(start + chunk, R ** 3), device=device)
             xyz = self.cell_centres(flat)
-            in_box = ((xyz >= lo - self.cell_size / 2) & (xyz <= hi + self.cell_size / 2)).all(dim=-1)
+            in_box = ((xyz >= lo) & (xyz <= hi)).all(dim=-1)
+            if not bool(in_box.any()):
+                continue
             flat, xyz = flat[in_box], xyz[in_box]
-            hit = torch.zeros(flat.shape[0], dtype=torch.bool, device=device)
-            for pose in poses:
-                cam = (xyz - pose[:3, 3]) @ pose[:3, :3]  # world -> camera (R^T (x - t))
-                z = cam[:, 2]
-                hit |= (z > 0) & (cam[:, 0].abs() < cx / fx * z + margin) & (cam[:, 1].abs() < cy / fy * z + margin)
-            seen[flat[hit]] = True
+            cam = self._to_camera(xyz, poses)  # [B, N, 3]
+            z = cam[..., 2]
+            hit = (z > 0) & (cam[..., 0].abs() < cx / fx * z + margin) & (cam[..., 1].abs() < cy / fy * z + margin)
+            seen[flat[hit.any(dim=0)]] = True
         self.density[~seen] = -1.0
         self.density[seen] = self.density[seen].clamp(min=0.0)
         self.occupied.copy_(seen)
@@ -105,7 +111,7 @@ class OccupancyGrid(nn.Module):
 
     @torch.no_grad()
     def carve(self, poses: torch.Tensor, intrinsics, masks: torch.Tensor, keep_share: float = 0.05,
-              chunk: int = 1 << 15) -> int:
+              chunk: int = 1 << 14) -> int:
         """Mark usable cells that (almost) every view sees as background unusable (space carving).
 
         masks [B, H, W] bool: True where the head may be (a dilated head silhouette) for the
@@ -118,23 +124,21 @@ class OccupancyGrid(nn.Module):
         fx, fy, cx, cy = (float(v) for v in intrinsics)
         B, H, W = masks.shape
         device = self.density.device
-        poses, masks = poses.to(device=device, dtype=torch.float32), masks.to(device)
+        poses = poses.to(device=device, dtype=torch.float32)
+        flat_masks = masks.to(device).reshape(B, -1)
         usable = (self.density >= 0).nonzero().squeeze(1)
         carve = torch.zeros(usable.numel(), dtype=torch.bool, device=device)
         for start in range(0, usable.numel(), chunk):
             flat = usable[start:start + chunk]
-            xyz = self.cell_centres(flat)
-            seen = torch.zeros(flat.numel(), device=device)
-            background = torch.zeros(flat.numel(), device=device)
-            for pose, mask in zip(poses, masks, strict=True):
-                cam = (xyz - pose[:3, 3]) @ pose[:3, :3]
-                z = cam[:, 2].clamp(min=1e-6)
-                col = (fx * cam[:, 0] / z + cx).floor().long()
-                row = (fy * cam[:, 1] / z + cy).floor().long()
-                inside = (cam[:, 2] > 0) & (col >= 0) & (col < W) & (row >= 0) & (row < H)
-                on_head = mask[row.clamp(0, H - 1), col.clamp(0, W - 1)]
-                seen += inside.float()
-                background += (inside & ~on_head).float()
+            cam = self._to_camera(self.cell_centres(flat), poses)  # [B, N, 3]
+            z = cam[..., 2].clamp(min=1e-6)
+            col = (fx * cam[..., 0] / z + cx).floor()
+            row = (fy * cam[..., 1] / z + cy).floor()
+            inside = (cam[..., 2] > 0) & (col >= 0) & (col < W) & (row >= 0) & (row < H)
+            pix = (row.clamp(0, H - 1) * W + col.clamp(0, W - 1)).long()
+            on_head = torch.gather(flat_masks, 1, pix)
+            seen = inside.sum(dim=0)
+            background = (inside & ~on_head).sum(dim=0)
             carve[start:start + flat.numel()] = (seen > 0) & (background > (1 - keep_share) * seen)
         self.density[usable[carve]] = -1.0
         self.occupied[usable[carve]] = False

@@ -49,7 +49,7 @@ EYE_SPAN_DM = 0.9
 @dataclass
 class TrackerSettings:
     n_expressions: int = 8
-    focal_range_512: tuple[float, float] = (600.0, 1400.0)   # px at 512x512
+    focal_range_512: tuple[float, float] = (600.0, 3000.0)   # px at 512x512
     focal_steps: int = 5               # geometric grid over focal_range_512, then a parabola
     search_frames: int = 40
     frame_iters: int = 5               # per-frame Levenberg-Marquardt steps before each L-BFGS

@@ -76,7 +76,7 @@ def track_head_pose(subject: str, data_dir: str | os.PathLike, params_path: str 
                     preview_path: str | os.PathLike, manifest_path: str | os.PathLike,
                     backend: str = "landmarks", bfm_model: str | os.PathLike | None = None,
                     max_reprojection_px: float = 8.0, expressions: int = 8,
-                    focal_range: tuple[float, float] | list[float] = (600.0, 1400.0),
+                    focal_range: tuple[float, float] | list[float] = (600.0, 3000.0),
                     smooth_weight: float = 1.0, seed: int = 0) -> dict[str, Any]:
     """Track the head in ``data_dir`` (ori_imgs/, landmarks.npy); write params, preview, manifest."""
     started = time.time()
@@ -93,7 +93,7 @@ def track_head_pose(subject: str, data_dir: str | os.PathLike, params_path: str 
     lo, hi = float(focal_range[0]), float(focal_range[1])
     if not 0 < lo <= hi:
         raise StageError(subject, STAGE, f"focal_range {focal_range} is not an increasing pair of positive numbers",
-                         "set tracking.focal_range to e.g. [600, 1400]")
+                         "set tracking.focal_range to e.g. [600, 3000]")
     settings = TrackerSettings(n_expressions=int(expressions), focal_range_512=(lo, hi),
                                focal_steps=5 if hi > lo else 1, smooth_weight=float(smooth_weight), seed=int(seed))
 
@@ -174,7 +174,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--bfm-model", help="01_MorphableModel.mat or its converted .npz (backend bfm)")
     p.add_argument("--max-reprojection-px", type=float, default=8.0)
     p.add_argument("--expressions", type=int, default=8)
-    p.add_argument("--focal-range", type=float, nargs=2, default=(600.0, 1400.0), metavar=("LO", "HI"))
+    p.add_argument("--focal-range", type=float, nargs=2, default=(600.0, 3000.0), metavar=("LO", "HI"))
     p.add_argument("--smooth-weight", type=float, default=1.0)
     p.set_defaults(func=_run_cli)
     from .bfm import add_cli as add_bfm_convert
