@@ -234,3 +234,32 @@ def test_python_defaults_match_the_schema():
         assert set(props) == set(defaults), section
         for key, value in defaults.items():
             assert props[key]["default"] == value, (section, key)
+
+
+@pytest.mark.media
+def test_lmd_measures_mouth_shape_not_position():
+    import cv2
+
+    from conftest import shared_media
+    from ernerf_core.metrics.lmd import MouthLandmarker, lmd
+
+    cap = cv2.VideoCapture(str(shared_media("talking_face_5s.mp4")))
+    frames = []
+    for _ in range(125):
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    with MouthLandmarker() as det:
+        mouths = [det(f) for f in frames[::8]]
+        assert all(m is not None and m.shape == (20, 2) for m in mouths)
+        # mouth opening (inner lips 62 - 66) varies in a talking clip: pick the two most different frames
+        opening = [float(m[18, 1] - m[14, 1]) for m in mouths]
+        a, b = frames[::8][int(np.argmin(opening))], frames[::8][int(np.argmax(opening))]
+        same, n = lmd([a], [a], det)
+        assert same == 0.0 and n == 1
+        shifted = np.roll(a, (6, -5), axis=(0, 1))  # head placement must not count
+        moved, _ = lmd([shifted], [a], det)
+        talking, _ = lmd([b], [a], det)
+        assert moved < 1.0 < talking
+        assert lmd([np.zeros_like(a)], [a], det) == (None, 0)

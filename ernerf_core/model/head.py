@@ -12,7 +12,8 @@ Public API (stable, used by the torso and render stages):
   ``model_cfg`` is the ``model:`` config section (see :func:`head_config_from_dict`).
 - ``HeadNetwork.encode_audio(windows [8, C, W] or [B, 8, C, W]) -> [1 or B, 32]``
 - ``HeadNetwork.forward(x [P,3], d [P,3], enc_a [1,32], ind_code [4] | None, eye [1,1] | None,
-  with_uncertainty=True)`` -> dict ``sigma`` [P], ``color`` [P,3], ``ambient_aud`` [P], ``ambient_eye`` [P], ``uncertainty`` [P]
+  with_uncertainty=True)`` -> dict ``sigma`` [P], ``color`` [P,3], ``ambient_aud`` [P],
+  ``ambient_eye`` [P], ``uncertainty`` [P]
 - ``HeadNetwork.density(x, enc_a, eye) -> sigma [P]``; ``geometry`` / ``appearance`` /
   ``uncertainty``: the two halves of ``forward`` (the renderer colours only visible samples)
 - ``HeadNetwork.individual_code(index | None)`` (None at test time: code 0, as the reference)

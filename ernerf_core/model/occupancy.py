@@ -80,34 +80,53 @@ class OccupancyGrid(nn.Module):
         """Mark cells outside the AABB, and cells no camera sees, unusable. Returns usable cells.
 
         poses [B, 4, 4] camera-to-world. At most ``max_poses`` evenly spaced poses are used
-        (consecutive video frames see nearly the same cells); a 2-cell margin as the reference.
+        (consecutive video frames see nearly the same cells). Tested on 2x2x2 blocks of cells
+        with a margin of one block (the reference: single cells, a 2-cell margin): 8x less work.
         """
         fx, fy, cx, cy = (float(v) for v in intrinsics)
-        R = self.resolution
         device = self.density.device
         if poses.shape[0] > max_poses:
             poses = poses[torch.linspace(0, poses.shape[0] - 1, max_poses).round().long()]
         poses = poses.to(device=device, dtype=torch.float32)
-        lo = torch.tensor(self.aabb[:3], device=device) - self.cell_size / 2
-        hi = torch.tensor(self.aabb[3:], device=device) + self.cell_size / 2
-        margin = self.cell_size  # half cell * 2, as the reference
-        seen = torch.zeros(R ** 3, dtype=torch.bool, device=device)
-        for start in range(0, R ** 3, chunk):
-            flat = torch.arange(start, min(start + chunk, R ** 3), device=device)
-            xyz = self.cell_centres(flat)
+        f = self._block
+        size = self.cell_size * f
+        Rb = self.resolution // f
+        lo = torch.tensor(self.aabb[:3], device=device) - size / 2
+        hi = torch.tensor(self.aabb[3:], device=device) + size / 2
+        seen_blocks = torch.zeros(Rb ** 3, dtype=torch.bool, device=device)
+        for start in range(0, Rb ** 3, chunk):
+            flat = torch.arange(start, min(start + chunk, Rb ** 3), device=device)
+            xyz = self._block_centres(flat)
             in_box = ((xyz >= lo) & (xyz <= hi)).all(dim=-1)
             if not bool(in_box.any()):
                 continue
             flat, xyz = flat[in_box], xyz[in_box]
             cam = self._to_camera(xyz, poses)  # [B, N, 3]
             z = cam[..., 2]
-            hit = (z > 0) & (cam[..., 0].abs() < cx / fx * z + margin) & (cam[..., 1].abs() < cy / fy * z + margin)
-            seen[flat[hit.any(dim=0)]] = True
+            hit = (z > 0) & (cam[..., 0].abs() < cx / fx * z + size) & (cam[..., 1].abs() < cy / fy * z + size)
+            seen_blocks[flat[hit.any(dim=0)]] = True
+        seen = self._blocks_to_cells(seen_blocks)
         self.density[~seen] = -1.0
         self.density[seen] = self.density[seen].clamp(min=0.0)
         self.occupied.copy_(seen)
         self.update_box()
         return int(seen.sum())
+
+    @property
+    def _block(self) -> int:
+        return 2 if self.resolution % 2 == 0 and self.resolution >= 64 else 1
+
+    def _block_centres(self, flat: torch.Tensor) -> torch.Tensor:
+        Rb, size = self.resolution // self._block, self.cell_size * self._block
+        coords = torch.stack([flat // (Rb * Rb), (flat // Rb) % Rb, flat % Rb], dim=-1)
+        return -self.bound + (coords.float() + 0.5) * size
+
+    def _blocks_to_cells(self, blocks: torch.Tensor) -> torch.Tensor:
+        f, Rb = self._block, self.resolution // self._block
+        g = blocks.view(Rb, Rb, Rb)
+        for d in range(3):
+            g = g.repeat_interleave(f, dim=d)
+        return g.reshape(-1)
 
     @torch.no_grad()
     def carve(self, poses: torch.Tensor, intrinsics, masks: torch.Tensor, keep_share: float = 0.05,
@@ -119,6 +138,7 @@ class OccupancyGrid(nn.Module):
         ``1 - keep_share`` of the views that see it, so a few bad masks, or a jaw that is
         open in only some frames, never carve the head away. Not in the reference: it only
         saves the CPU from sampling empty space the density updates would take long to clear.
+        Decided per 2x2x2 block of cells (the silhouettes' dilation covers a block).
         Returns the usable cells left.
         """
         fx, fy, cx, cy = (float(v) for v in intrinsics)
@@ -126,11 +146,12 @@ class OccupancyGrid(nn.Module):
         device = self.density.device
         poses = poses.to(device=device, dtype=torch.float32)
         flat_masks = masks.to(device).reshape(B, -1)
-        usable = (self.density >= 0).nonzero().squeeze(1)
-        carve = torch.zeros(usable.numel(), dtype=torch.bool, device=device)
-        for start in range(0, usable.numel(), chunk):
-            flat = usable[start:start + chunk]
-            cam = self._to_camera(self.cell_centres(flat), poses)  # [B, N, 3]
+        Rb = self.resolution // self._block
+        usable_blocks = (self._cells_to_blocks(self.density >= 0)).nonzero().squeeze(1)
+        carve_blocks = torch.zeros(Rb ** 3, dtype=torch.bool, device=device)
+        for start in range(0, usable_blocks.numel(), chunk):
+            flat = usable_blocks[start:start + chunk]
+            cam = self._to_camera(self._block_centres(flat), poses)  # [B, N, 3]
             z = cam[..., 2].clamp(min=1e-6)
             col = (fx * cam[..., 0] / z + cx).floor()
             row = (fy * cam[..., 1] / z + cy).floor()
@@ -139,11 +160,17 @@ class OccupancyGrid(nn.Module):
             on_head = torch.gather(flat_masks, 1, pix)
             seen = inside.sum(dim=0)
             background = (inside & ~on_head).sum(dim=0)
-            carve[start:start + flat.numel()] = (seen > 0) & (background > (1 - keep_share) * seen)
-        self.density[usable[carve]] = -1.0
-        self.occupied[usable[carve]] = False
+            carve_blocks[flat] = (seen > 0) & (background > (1 - keep_share) * seen)
+        carve = self._blocks_to_cells(carve_blocks) & (self.density >= 0)
+        self.density[carve] = -1.0
+        self.occupied[carve] = False
         self.update_box()
         return int((self.density >= 0).sum())
+
+    def _cells_to_blocks(self, cells: torch.Tensor) -> torch.Tensor:
+        """Any-reduce a [R^3] bool grid to blocks [(R/f)^3]."""
+        f, Rb = self._block, self.resolution // self._block
+        return cells.view(Rb, f, Rb, f, Rb, f).any(dim=5).any(dim=3).any(dim=1).reshape(-1)
 
     @torch.no_grad()
     def update(self, density_fn: Callable[[torch.Tensor], torch.Tensor], *, decay: float = 0.95,

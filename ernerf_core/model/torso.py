@@ -91,6 +91,32 @@ def coords_of_indices(inds: torch.Tensor, height: int, width: int) -> torch.Tens
     return torch.stack([(2 * cols + 1) / width - 1, (2 * rows + 1) / height - 1], dim=-1)
 
 
+class _WeightedGather(torch.autograd.Function):
+    """out[n] = sum_c weights[n, c] * table[rows[n, c]]; gradients to the table and the weights.
+
+    Forward is one fused ``embedding_bag``; the backward is written out (an ``index_add`` and
+    a gather), about twice as fast on the CPU as ``embedding_bag``'s own.
+    """
+
+    @staticmethod
+    def forward(ctx, table: torch.Tensor, rows: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(table, rows, weights)
+        return nnF.embedding_bag(rows, table, per_sample_weights=weights, mode="sum")  # [N, F]
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        table, rows, weights = ctx.saved_tensors
+        n_feat = table.shape[1]
+        grad_table = grad_weights = None
+        if ctx.needs_input_grad[0]:
+            contrib = (weights.unsqueeze(-1) * grad.unsqueeze(1)).reshape(-1, n_feat)  # [N * 4, F]
+            grad_table = torch.zeros_like(table).index_add_(0, rows.reshape(-1), contrib)
+        if ctx.needs_input_grad[2]:
+            vals = table.detach().index_select(0, rows.reshape(-1)).view(*rows.shape, n_feat)
+            grad_weights = (vals * grad.unsqueeze(1)).sum(-1)  # [N, 4]
+        return grad_table, None, grad_weights
+
+
 class TiledGrid2D(nn.Module):
     """2D multiresolution grid with torch-ngp's ``tiled`` indexing (the reference torso's encoder).
 
@@ -141,8 +167,7 @@ class TiledGrid2D(nn.Module):
         wy = torch.stack([1 - frac[..., 1], frac[..., 1]], dim=-1)
         weights = wy.unsqueeze(-1) * wx.unsqueeze(-2)  # [P, L, 2 (y), 2 (x)]: the corner order of rows
         # one fused gather + weighted sum per (point, level); differentiable in table and weights
-        out = nnF.embedding_bag(rows.view(-1, 4), self.table, per_sample_weights=weights.reshape(-1, 4),
-                                mode="sum")  # [P * L, F]
+        out = _WeightedGather.apply(self.table, rows.view(-1, 4), weights.reshape(-1, 4))  # [P * L, F]
         return out.view(P, L * F)
 
 
