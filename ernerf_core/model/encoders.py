@@ -227,7 +227,7 @@ class TriPlaneHashGrid(nn.Module):
         unit = (x + self.bound) / (2 * self.bound)  # [P, 3] in [0, 1]
         lv = self.levels
         out = hash_grid_encode(unit, self.table, lv.proj, lv.mult, lv.offset, lv.mask, lv.n_hashed)
-        return out.index_select(1, lv.output_order).reshape(x.shape[0], -1)
+        return out.index_select(1, lv.output_order).reshape(x.shape[0], self.out_dim)
 
 
 class HashGrid(nn.Module):
@@ -249,7 +249,7 @@ class HashGrid(nn.Module):
         unit = (x + self.bound) / (2 * self.bound)  # [P, D] in [0, 1]
         lv = self.levels
         out = hash_grid_encode(unit, self.table, lv.proj, lv.mult, lv.offset, lv.mask, lv.n_hashed)
-        return out.index_select(1, lv.output_order).reshape(x.shape[0], -1)
+        return out.index_select(1, lv.output_order).reshape(x.shape[0], self.out_dim)
 
 
 class FrequencyEncoder(nn.Module):
