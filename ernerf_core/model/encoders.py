@@ -20,6 +20,7 @@ from torch import nn
 # torch-ngp's fast_hash primes (uint32 arithmetic).
 HASH_PRIMES = (1, 2654435761, 805459861)
 _U32 = 0xFFFFFFFF
+ENCODE_CHUNK = 16384  # points per pass: the [corners, points, levels] temporaries stay in cache
 
 
 @dataclass(frozen=True)
@@ -191,6 +192,9 @@ def hash_grid_encode(x: torch.Tensor, table: torch.Tensor, proj: torch.Tensor,
     Returns [P, L, F] in compute order. Differentiable w.r.t. ``table`` only (ER-NeRF never
     needs gradients w.r.t. positions). This is the hot function a native kernel replaces.
     """
+    if x.shape[0] > ENCODE_CHUNK:  # cache-sized pieces: about 2x faster on a CPU than one big pass
+        return torch.cat([hash_grid_encode(x[i:i + ENCODE_CHUNK], table, proj, mult, offset, mask, n_hashed)
+                          for i in range(0, x.shape[0], ENCODE_CHUNK)])
     rows, weights = hash_grid_indices(x, proj, mult, offset, mask, n_hashed)
     return _GatherInterpolate.apply(table, rows, weights)
 
