@@ -38,13 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     sub = parser.add_subparsers(dest="command", required=True, metavar="STAGE")
     for name in STAGE_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as err:
-            if err.name and name.startswith(err.name):
-                continue  # stage not built in this checkout
-            raise
-        module.add_cli(sub)
+        importlib.import_module(name).add_cli(sub)
     return parser
 
 

@@ -69,3 +69,14 @@ def test_manifest_records_stage_subject_and_params(tmp_path):
     data = read_json(tmp_path / "m.json")
     assert data["stage"] == "normalize" and data["subject"] == "s"
     assert data["params"] == {"resolution": 64} and data["frames"] == 10
+
+
+def test_every_stage_module_registers_a_subcommand():
+    from ernerf_core.cli import STAGE_MODULES, build_parser
+
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # argparse keeps them here
+    assert len(commands) >= len(STAGE_MODULES)
+    for name in ["demo", "normalize", "landmarks", "tracking", "audio-features", "train-head",
+                 "finetune-lips", "train-torso", "render-test", "render"]:
+        assert name in commands, name
