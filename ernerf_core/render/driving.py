@@ -78,7 +78,7 @@ def render_audio(*, subject: str, model_path, features_path, wav_path, audio_man
                          "use 1 (the training size) or more (smaller, faster frames)")
     H, W = (int(round(v / downscale)) for v in portrait.size)  # noqa: N806
     t_render = 0.0
-    with VideoWriter(video_path, W, H, audio=wav_path) as video:
+    with VideoWriter(video_path, W, H, n_frames=n, audio=wav_path) as video:
         for i in progress(range(n), desc=f"{subject} {Path(video_path).stem}", unit="frame"):
             t0 = time.perf_counter()
             out = render_frame(portrait, torch.from_numpy(poses[i]), window_at(features, i), float(eyes[i]),

@@ -152,8 +152,8 @@ def render_test(*, subject: str, model_path, data_dir, video_path, side_by_side_
     tracks = MouthTracks()
     render_seconds = 0.0
     try:
-        with VideoWriter(video_path, W, H, audio=wav_path, audio_start=start) as video, \
-                VideoWriter(side_by_side_path, 2 * W, H, audio=wav_path, audio_start=start) as sbs:
+        with VideoWriter(video_path, W, H, n_frames=n, audio=wav_path, audio_start=start) as video, \
+                VideoWriter(side_by_side_path, 2 * W, H, n_frames=n, audio=wav_path, audio_start=start) as sbs:
             for k in progress(range(n), desc=f"{subject} render_test", unit="frame"):
                 t0 = time.perf_counter()
                 out = render_frame(portrait, val.poses[k], val.audio_window(k), float(val.eye[k]),

@@ -3,8 +3,10 @@
 Holding a long video in memory is what blows up audio-driven rendering, so frames are
 piped one at a time. The output plays in browsers: H.264 (libx264), yuv420p, even
 width/height (padded by one pixel when odd), 25 fps, ``+faststart`` (index at the front),
-AAC audio. The audio is cut from ``audio_start`` seconds and padded with silence or
-trimmed so the file is exactly as long as the video. Written under a temporary name and
+AAC audio. The audio is cut from ``audio_start`` seconds and trimmed, or padded with
+silence, to exactly ``n_frames / fps`` seconds: the frame count is given up front because
+ffmpeg's ``-shortest`` lets the audio run ahead of frames that arrive slowly (a CPU render),
+leaving seconds of extra audio. Written under a temporary name and
 renamed when ffmpeg succeeds, so a killed render never leaves a playable-looking file.
 """
 
@@ -27,9 +29,12 @@ FPS = 25
 
 
 def encode_args(width: int, height: int, out: str | os.PathLike, *, fps: int = FPS,
-                audio: str | os.PathLike | None = None, audio_start: float = 0.0,
+                audio: str | os.PathLike | None = None, audio_start: float = 0.0, n_frames: int | None = None,
                 crf: int = 18, preset: str = "medium") -> list[str]:
-    """ffmpeg arguments (without the binary) reading rgb24 frames from stdin."""
+    """ffmpeg arguments (without the binary) reading rgb24 frames from stdin.
+
+    With ``audio``, ``n_frames`` (the frames that will be written) fixes the audio's length.
+    """
     args = ["-loglevel", "error", "-y",
             "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(fps),
             "-i", "pipe:0"]
@@ -41,21 +46,29 @@ def encode_args(width: int, height: int, out: str | os.PathLike, *, fps: int = F
              "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p",
              "-r", str(fps), "-movflags", "+faststart"]
     if audio is not None:
-        # apad + -shortest: the audio is padded with silence or cut so the video decides the length.
-        args += ["-map", "1:a:0", "-af", "apad", "-c:a", "aac", "-b:a", "128k", "-ar", "44100",
-                 "-ac", "1", "-shortest"]
+        if not n_frames or n_frames < 1:
+            raise ValueError("n_frames (>= 1) is needed to cut the audio to the video's length")
+        seconds = n_frames / fps
+        args += ["-map", "1:a:0", "-af", f"atrim=end={seconds:.6f},apad=whole_dur={seconds:.6f}",
+                 "-c:a", "aac", "-b:a", "128k", "-ar", "44100", "-ac", "1"]
     return [*args, os.fspath(out)]
 
 
 class VideoWriter:
-    """``with VideoWriter(path, w, h, audio=...) as vw: vw.write(frame)`` for [H, W, 3] uint8 RGB."""
+    """``with VideoWriter(path, w, h, n_frames=n, audio=...) as vw: vw.write(frame)``, frames
+    [H, W, 3] uint8 RGB. With ``n_frames`` exactly that many frames must be written (needed
+    with audio)."""
 
     def __init__(self, path: str | os.PathLike, width: int, height: int, *, fps: int = FPS,
-                 audio: str | os.PathLike | None = None, audio_start: float = 0.0,
-                 crf: int = 18, preset: str = "medium"):
+                 n_frames: int | None = None, audio: str | os.PathLike | None = None,
+                 audio_start: float = 0.0, crf: int = 18, preset: str = "medium"):
+        if audio is not None and not (n_frames and n_frames >= 1):
+            raise ValueError("n_frames (>= 1) is needed to cut the audio to the video's length")
         self.path, self.width, self.height = Path(path), int(width), int(height)
+        self.n_frames = n_frames
         self.frames_written = 0
-        self._options = dict(fps=fps, audio=audio, audio_start=audio_start, crf=crf, preset=preset)
+        self._options = dict(fps=fps, audio=audio, audio_start=audio_start, n_frames=n_frames, crf=crf,
+                             preset=preset)
         self._stack = contextlib.ExitStack()
         self._proc: subprocess.Popen | None = None
         self._stderr: list[bytes] = []
@@ -107,6 +120,8 @@ class VideoWriter:
             if exc_type is None:
                 if self.frames_written == 0:
                     raise ValueError(f"{self.path}: no frames were written")
+                if self.n_frames is not None and self.frames_written != self.n_frames:
+                    raise ValueError(f"{self.path}: {self.frames_written} frames written, {self.n_frames} announced")
                 self._finish()
                 done = True
         finally:
