@@ -263,3 +263,16 @@ def test_lmd_measures_mouth_shape_not_position():
         talking, _ = lmd([b], [a], det)
         assert moved < 1.0 < talking
         assert lmd([np.zeros_like(a)], [a], det) == (None, 0)
+
+
+def test_trainer_survives_a_step_with_nothing_to_learn(tmp_path):
+    from ernerf_core.train.trainer import Trainer
+
+    net = torch.nn.Linear(2, 1)
+    before = params_of(net).clone()
+    losses = iter([torch.tensor(0.3), (net(torch.ones(1, 2)) ** 2).sum()])  # all rays missed, then a real step
+    trainer = Trainer(model=net, param_groups=[{"params": list(net.parameters()), "lr": 0.1}],
+                      step_fn=lambda step: (next(losses), {}), iters=2, lr_lambda=lambda it: 1.0,
+                      settings={"x": 1}, checkpoint_dir=tmp_path / "ck", log_path=tmp_path / "log.csv")
+    trainer.fit()
+    assert trainer.step == 2 and not torch.equal(params_of(net), before)

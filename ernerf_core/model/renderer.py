@@ -186,13 +186,15 @@ def _as_float_image(img, H: int, W: int, device) -> torch.Tensor:
 def render_image(model, pose: torch.Tensor, intrinsics, H: int, W: int,
                  audio_window: torch.Tensor | None = None, eye: float | torch.Tensor | None = None,
                  bg_image=None, *, enc_a: torch.Tensor | None = None, ind_index: int | None = None,
-                 chunk: int = 1 << 15) -> dict[str, torch.Tensor]:
+                 chunk: int = 1 << 15, T_thresh: float = T_THRESH) -> dict[str, torch.Tensor]:
     """Render a whole image of the head over ``bg_image``.
 
     pose [4, 4] renderer-convention camera-to-world; intrinsics (fx, fy, cx, cy) at H x W;
     audio_window [8, C, W] (or a precomputed ``enc_a`` [1, 32]); eye: the blink value in
     [0, 1] (None = 0); bg_image [H, W, 3] float in [0, 1] or uint8 (None = black);
-    ind_index: individual code (None = code 0, the reference's test-time choice).
+    ind_index: individual code (None = code 0, the reference's test-time choice); T_thresh:
+    transmittance at which a ray stops (reference 1e-4; 1e-2 renders a semi-transparent early
+    model faster for previews).
     Returns ``image`` [H, W, 3] clamped to [0, 1], ``weights_sum`` [H, W], ``depth`` [H, W].
     """
     device = model.aabb.device
@@ -207,6 +209,6 @@ def render_image(model, pose: torch.Tensor, intrinsics, H: int, W: int,
     for start in range(0, H * W, chunk):
         pix = torch.arange(start, min(start + chunk, H * W), device=device)
         rays_o, rays_d = pixel_rays(pose, intrinsics, pix, W)
-        out = render_rays(model, rays_o, rays_d, enc_a, code, eye_t, bg[pix])
+        out = render_rays(model, rays_o, rays_d, enc_a, code, eye_t, bg[pix], T_thresh=T_thresh)
         image[pix], ws[pix], depth[pix] = out["image"], out["weights_sum"], out["depth"]
     return {"image": image.clamp(0, 1).view(H, W, 3), "weights_sum": ws.view(H, W), "depth": depth.view(H, W)}

@@ -229,7 +229,7 @@ class TorsoNet(nn.Module):
         grid = self.alpha_grid.view(1, 1, *self.alpha_grid.shape)
         # align_corners=False: cell (r, c) has its centre at pixel_coords(G, G)[r * G + c]
         alpha = nnF.grid_sample(grid, coords.view(1, -1, 1, 2), mode="bilinear", padding_mode="border",
-                              align_corners=False).view(-1)
+                                align_corners=False).view(-1)
         return alpha > self.alpha_threshold()
 
     @torch.no_grad()
@@ -239,7 +239,8 @@ class TorsoNet(nn.Module):
         g = self.config.alpha_grid_size
         device = self.alpha_grid.device
         centres = pixel_coords(g, g, device)  # [G*G, 2], row-major like the grid
-        jitter = torch.rand(centres.shape, generator=generator, device=device) * 2 - 1
+        # drawn on the CPU (where the trainers' generators live), then moved
+        jitter = torch.rand(centres.shape, generator=generator).to(device) * 2 - 1
         xy = centres + jitter / g  # anywhere inside the cell (cells are 2/G wide)
         new = torch.cat([self(part, pose, index)[0] for part in xy.split(chunk)]).view(1, 1, g, g)
         new = nnF.max_pool2d(new, kernel_size=5, stride=1, padding=2).view(g, g)

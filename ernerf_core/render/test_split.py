@@ -193,7 +193,9 @@ def render_test(*, subject: str, model_path, data_dir, video_path, side_by_side_
         "per_frame": {"psnr": [p if np.isfinite(p) else None for p in psnrs], "ssim": ssims},
     }
     write_json(metrics_path, metrics)
-    log.info("%s: %d val frames, PSNR %.2f dB (head box %s), SSIM %.3f, LMD %s, mouth corr %s, %.2f fps",
-             subject, n, metrics["psnr"] or float("nan"), metrics["psnr_head_region"], metrics["ssim"],
-             metrics["lmd"], metrics["lipsync"]["mouth_corr_truth"], metrics["render_fps"])
+    num = lambda v, f=".3g": "n/a" if v is None else format(v, f)  # noqa: E731
+    log.info("%s: %d val frames %dx%d, PSNR %s dB (head box %s), SSIM %s, LMD %s px, mouth corr %s, "
+             "%.2f fps", subject, n, W, H, num(metrics["psnr"], ".2f"), num(metrics["psnr_head_region"], ".2f"),
+             num(metrics["ssim"]), num(metrics["lmd"]), num(metrics["lipsync"]["mouth_corr_truth"]),
+             metrics["render_fps"])
     return {k: v for k, v in metrics.items() if k not in ("per_frame", "mouth_opening")}

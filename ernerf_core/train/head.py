@@ -45,15 +45,15 @@ HEAD_DEFAULTS = {
     "iters": 1200, "num_rays": 4096, "patch_size": 1, "lr": 1e-2, "lr_net": 1e-3, "lr_decay": 0.5,
     "ema_decay": 0.95, "downscale": 2.0, "error_map": True, "error_map_cells": 64, "error_map_uniform": 0.25,
     "occupancy_update_every": 16, "occupancy_update_fraction": 0.25, "carve": True, "unc_loss": True,
-    "lambda_amb": 1e-4, "val_every": 500, "val_frames": 2, "final_val_frames": 8, "checkpoint_every": 250,
+    "lambda_amb": 1e-4, "val_every": 600, "val_frames": 2, "final_val_frames": 4, "checkpoint_every": 200,
     "cache_mb": 2048,
 }
 LIPS_DEFAULTS = {
-    "iters": 300, "num_rays": 4096, "patch_size": 32, "lr": 1e-2, "lr_net": 1e-3, "lr_decay": 0.05,
+    "iters": 200, "num_rays": 4096, "patch_size": 32, "lr": 1e-2, "lr_net": 1e-3, "lr_decay": 0.05,
     "ema_decay": 0.95, "downscale": 2.0, "error_map": True, "error_map_cells": 64, "error_map_uniform": 0.25,
     "occupancy_update_every": 16, "occupancy_update_fraction": 0.25, "lambda_amb": 1e-4,
     "perceptual": "none", "lpips_patch_weight": 0.1, "lpips_rect_weight": 0.01,
-    "val_every": 0, "val_frames": 2, "final_val_frames": 8, "checkpoint_every": 100, "cache_mb": 2048,
+    "val_every": 0, "val_frames": 2, "final_val_frames": 4, "checkpoint_every": 100, "cache_mb": 2048,
 }
 REG_EVERY = 16  # smoothness regulariser interval (reference)
 LPIPS_MIN_PX = 32
@@ -153,7 +153,7 @@ class HeadStep:
         if self.lpips_fn is not None:
             lp = self._lpips(pred, gt, rect_step, pixels.numel())
             loss = loss + lp
-            logs["lpips_loss"] = float(lp)
+            logs["lpips_loss"] = float(lp.detach())
         return loss, logs
 
     def _smoothness(self, out, enc_a, code, eye) -> torch.Tensor:

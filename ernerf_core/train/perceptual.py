@@ -9,6 +9,7 @@ backbone is torchvision's ImageNet checkpoint, looked for in the torch hub cache
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -49,7 +50,9 @@ def load_lpips(subject: str = "-", stage: str = "lpips", device="cpu") -> torch.
                          "or set the perceptual loss to none")
     import lpips
 
-    net = lpips.LPIPS(net="alex", pretrained=False, pnet_rand=True, verbose=False)
+    with warnings.catch_warnings():  # lpips still passes torchvision's deprecated `pretrained=False`
+        warnings.simplefilter("ignore", UserWarning)
+        net = lpips.LPIPS(net="alex", pretrained=False, pnet_rand=True, verbose=False)
     net.load_state_dict(torch.load(lin, map_location="cpu", weights_only=True), strict=False)
     features = torch.load(backbone, map_location="cpu", weights_only=True)
     # torchvision key "features.<i>.<param>" -> lpips slice holding layer i

@@ -179,7 +179,8 @@ class Trainer:
                 value = float(loss.detach())
                 if not math.isfinite(value):
                     raise FloatingPointError(f"loss became {value} at step {self.step}")
-                loss.backward()
+                if loss.requires_grad:  # a batch of rays that all miss the head has nothing to learn
+                    loss.backward()
                 self.optimizer.step()
                 self.scheduler.step()
                 self.ema.update()
