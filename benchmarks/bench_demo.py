@@ -57,7 +57,7 @@ def _stage_row(size: int, seconds: float) -> dict:
     from ernerf_core.demo import FPS, make_demo_subject
     from ernerf_core.demo.rig import build_rig
     from ernerf_core.demo.speech import DEMO_SPEECH, SAMPLE_RATE, fit_length, load_clip
-    from ernerf_core.demo.video_writer import H264Writer
+    from ernerf_core.render.video import VideoWriter
 
     build_rig()  # built once per process; not part of the per-frame rate
     n = int(round(seconds * FPS))
@@ -72,7 +72,7 @@ def _stage_row(size: int, seconds: float) -> dict:
         sf.write(str(wav), fit_length(load_clip(DEMO_SPEECH), seconds), SAMPLE_RATE)
         still = cv2.resize(build_rig().photo, (size, size), interpolation=cv2.INTER_AREA)
         start = time.perf_counter()
-        with H264Writer(out / "still.mp4", size, FPS, wav) as writer:
+        with VideoWriter(out / "still.mp4", size, size, fps=FPS, n_frames=n, audio=wav) as writer:
             for _ in range(n):
                 writer.write(still)
         base = n / (time.perf_counter() - start)

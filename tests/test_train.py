@@ -167,6 +167,8 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(subject, tmp_path):
     assert names == ["step_0000010.pt", "step_0000020.pt"]
     other = run(subject, tmp_path / "killed", 20, lr=5e-3)
     assert other.trainer.step == 0
+    # validation / checkpoint settings do not change the weights: those runs resume
+    assert run(subject, tmp_path / "killed", 20, final_val_frames=3, checkpoint_every=5).trainer.step == 20
 
 
 def test_train_head_and_finetune_lips_stages(subject, tmp_path):

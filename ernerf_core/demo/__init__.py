@@ -86,11 +86,11 @@ def make_demo_subject(video_path: str | os.PathLike, truth_path: str | os.PathLi
                       drive_path: str | os.PathLike, manifest_path: str | os.PathLike,
                       size: int = 512, seconds: float = 20.0, seed: int = 0) -> dict:
     """Render the demo talking head and write video, ground truth, driving audio, manifest."""
+    from ..render.video import VideoWriter
     from .head_render import HeadRenderer
     from .motion import make_motion
     from .rig import build_rig
     from .speech import DEMO_SPEECH, DRIVE_SPEECH, SAMPLE_RATE, fit_length, load_clip, mouth_envelope
-    from .video_writer import H264Writer
 
     _check_params(size, float(seconds))
     size, seed = int(size), int(seed)
@@ -116,7 +116,7 @@ def make_demo_subject(video_path: str | os.PathLike, truth_path: str | os.PathLi
     with tempfile.TemporaryDirectory(dir=video_path.parent, prefix=".demo-audio-") as tmp_dir:
         audio_wav = Path(tmp_dir) / "speech.wav"
         sf.write(str(audio_wav), speech, SAMPLE_RATE, subtype="PCM_16")
-        with atomic_file(video_path) as video_tmp, H264Writer(video_tmp, size, FPS, audio_wav) as writer:
+        with VideoWriter(video_path, size, size, fps=FPS, n_frames=n_frames, audio=audio_wav) as writer:
             for i in progress(range(n_frames), desc="demo frames", unit="frame"):
                 frame = renderer.render(motion.rotation[i].astype(np.float64), trans[i].astype(np.float64),
                                         float(mouth_open[i]), float(motion.blink[i]))

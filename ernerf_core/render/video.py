@@ -51,6 +51,8 @@ def encode_args(width: int, height: int, out: str | os.PathLike, *, fps: int = F
         seconds = n_frames / fps
         args += ["-map", "1:a:0", "-af", f"atrim=end={seconds:.6f},apad=whole_dur={seconds:.6f}",
                  "-c:a", "aac", "-b:a", "128k", "-ar", "44100", "-ac", "1"]
+    # bitexact: no encoder version strings, so the same frames give the same bytes
+    args += ["-map_metadata", "-1", "-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact"]
     return [*args, os.fspath(out)]
 
 

@@ -45,19 +45,22 @@ HEAD_DEFAULTS = {
     "iters": 1200, "num_rays": 4096, "patch_size": 1, "lr": 1e-2, "lr_net": 1e-3, "lr_decay": 0.5,
     "ema_decay": 0.95, "downscale": 2.0, "error_map": True, "error_map_cells": 64, "error_map_uniform": 0.25,
     "occupancy_update_every": 16, "occupancy_update_fraction": 0.25, "carve": True, "unc_loss": True,
-    "lambda_amb": 1e-4, "val_every": 600, "val_frames": 2, "final_val_frames": 4, "checkpoint_every": 200,
-    "cache_mb": 2048,
+    "lambda_amb": 1e-4, "lambda_entropy": 1e-4, "val_every": 600, "val_frames": 2, "final_val_frames": 4,
+    "checkpoint_every": 200, "cache_mb": 2048,
 }
 LIPS_DEFAULTS = {
     "iters": 200, "num_rays": 4096, "patch_size": 32, "lr": 1e-2, "lr_net": 1e-3, "lr_decay": 0.05,
     "ema_decay": 0.95, "downscale": 2.0, "error_map": True, "error_map_cells": 64, "error_map_uniform": 0.25,
-    "occupancy_update_every": 16, "occupancy_update_fraction": 0.25, "lambda_amb": 1e-4,
+    "occupancy_update_every": 16, "occupancy_update_fraction": 0.25, "lambda_amb": 1e-4, "lambda_entropy": 1e-4,
     "perceptual": "none", "lpips_patch_weight": 0.1, "lpips_rect_weight": 0.01,
     "val_every": 0, "val_frames": 2, "final_val_frames": 4, "checkpoint_every": 100, "cache_mb": 2048,
 }
 REG_EVERY = 16  # smoothness regulariser interval (reference)
 LPIPS_MIN_PX = 32
 CPU_THREADS = 1  # torch intra-op threads for CPU training (see HeadRun)
+# settings that do not change the trained weights (validation consumes no randomness):
+# changing them resumes from the checkpoints instead of starting again
+NOT_IN_RESULT = {"val_every", "val_frames", "final_val_frames", "checkpoint_every", "cache_mb"}
 EYE_JITTER = 0.05
 
 
@@ -140,7 +143,7 @@ class HeadStep:
         loss_rays = per_ray
         if self.mode == "head" and s.get("unc_loss", True):
             loss_rays = uncertainty_weighted(per_ray, out["uncertainty"], pred, gt, face, progress)
-        loss = loss_rays.mean() + 1e-4 * weights_entropy(out["weights_sum"])
+        loss = loss_rays.mean() + s["lambda_entropy"] * weights_entropy(out["weights_sum"])
         lambda_amb = progress * s["lambda_amb"]
         amb_aud = out["ambient_aud"]
         loss = loss + lambda_amb * (amb_aud * (~face).float()).mean()
@@ -306,7 +309,9 @@ class HeadRun:
                                 mode="lips" if stage == "finetune_lips" else "head", lpips_fn=self.lpips_fn,
                                 step_offset=self.step_offset, total_steps=total)
         decay, offset = float(s["lr_decay"]), self.step_offset
-        self.run_settings = {**s, "stage": stage, "data": data_fingerprint(self.data_dir, train.features_path),
+        # what defines the trained weights: checkpoints made with anything else are not resumed
+        self.run_settings = {**{k: v for k, v in s.items() if k not in NOT_IN_RESULT}, "stage": stage,
+                             "data": data_fingerprint(self.data_dir, train.features_path),
                              "init": read_head_file(init_head)["meta"]["train"].get("id") if init_head else None}
         self.trainer = Trainer(
             model=model, param_groups=model.param_groups(s["lr"], s["lr_net"]), step_fn=self.step_fn,
