@@ -11,6 +11,7 @@
 - ``hash_grid_encode``: forward + backward for 65,536 points (36 levels) vs the baseline's
   per-level encoder.
 
+Everything runs on one torch thread, as CPU training does (see ernerf_core.train.head).
 Ratios are baseline seconds / our seconds (> 1 = faster than the baseline).
 """
 
@@ -135,6 +136,7 @@ def bench_encoder() -> tuple[float, float]:
 
 
 def run() -> list[dict]:
+    torch.set_num_threads(1)
     rows = []
     base = bench_baseline()
     rows.append({"name": "baseline: plain tri-plane hash grid + 2-layer MLP, 4096 rays x 24 samples",

@@ -171,6 +171,7 @@ def test_near_far_and_marching_stay_in_occupied_cells():
     flat = torch.arange(32 ** 3)
     centres = grid.cell_centres(flat)
     grid.occupied[centres[:, 1].abs() < 0.2] = True
+    grid.update_box()  # derived lookup state follows direct edits of `occupied`
     dt = default_step(1.0, 128)
     t, valid = march_rays(o, d, near, far, grid.lookup, 16, dt, torch.full((3,), 0.5))
     assert valid.sum(1).tolist()[1] == 0 and 0 < valid.sum(1).tolist()[0] <= 16
@@ -207,6 +208,7 @@ def small_head(**kw):
 def test_empty_scene_renders_the_background_exactly():
     model = small_head().eval()
     model.occupancy.occupied.zero_()
+    model.occupancy.update_box()
     pose = torch.from_numpy(nerf_matrix_to_ngp(np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0.6], [0, 0, 0, 1]])))
     bg = torch.rand(12, 10, 3)
     out = render_image(model, pose, (20.0, 20.0, 5.0, 6.0), 12, 10, torch.randn(8, 12, 16), 0.3, bg)

@@ -241,8 +241,8 @@ def test_python_defaults_match_the_schema():
 @pytest.mark.media
 def test_lmd_measures_mouth_shape_not_position():
     import cv2
-
     from conftest import shared_media
+
     from ernerf_core.metrics.lmd import MouthLandmarker, lmd
 
     cap = cv2.VideoCapture(str(shared_media("talking_face_5s.mp4")))

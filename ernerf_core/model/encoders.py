@@ -78,7 +78,7 @@ class GridLevels(nn.Module):
     ``(h & mask) | offset`` and the offset folds into the first dimension's term. Dense
     levels follow. ``output_order`` [L] maps compute order back to the caller's order.
     ``axes[i]`` names the input axes level i reads (tri-planes read two of three).
-    Buffers: ``proj`` [A, L*D] f32, ``mult`` [L, D] int32, ``offset`` [L] int32, ``mask`` [L]
+    Buffers: ``proj`` [D*L, A] f32, ``mult`` [L, D] int32, ``offset`` [L] int32, ``mask`` [L]
     int32, ``output_order`` [L] int64.
     """
 
@@ -106,12 +106,12 @@ class GridLevels(nn.Module):
         self.register_buffer("offset", torch.tensor(offset, dtype=torch.int32), persistent=False)
         self.register_buffer("mask", torch.tensor(mask, dtype=torch.int32), persistent=False)
         self.register_buffer("output_order", torch.argsort(torch.tensor(order)), persistent=False)
-        # proj[a, l*D + d] = scale_l when level l reads input axis a as its dimension d
-        proj = torch.zeros(n_inputs, len(order), dim)
+        # proj[d * L + l, a] = scale_l when level l reads input axis a as its dimension d
+        proj = torch.zeros(dim, len(order), n_inputs)
         for k, i in enumerate(order):
             for d, a in enumerate(axes[i]):
-                proj[a, k, d] = levels[i]["scale"]
-        self.register_buffer("proj", proj.view(n_inputs, -1), persistent=False)
+                proj[d, k, a] = levels[i]["scale"]
+        self.register_buffer("proj", proj.view(-1, n_inputs), persistent=False)
 
 
 @torch.no_grad()
@@ -120,33 +120,35 @@ def hash_grid_indices(x: torch.Tensor, proj: torch.Tensor, mult: torch.Tensor,
                       n_hashed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Table rows and interpolation weights of every corner at every level.
 
-    x [P, A] in [0, 1]; proj [A, L * D] maps x to each level's scaled grid position
+    x [P, A] in [0, 1]; proj [D*L, A] maps x to each level's scaled grid position
     (tri-planes: level l reads two of the three axes, times the level's scale); levels in
     :class:`GridLevels` compute order (the first ``n_hashed`` hashed).
-    Returns (rows [C, P, L] int32, weights [C, P, L] float32), C = 2^D corners; corner c has
-    bit d set when it is the upper neighbour along dimension d. Corner-major layout keeps
-    the innermost loop of every elementwise op long (P * L) on the CPU.
+    Returns (rows [C, L, P] int32, weights [C, L, P] float32), C = 2^D corners; corner c has
+    bit d set when it is the upper neighbour along dimension d. The corner- and level-major
+    layout keeps every elementwise op contiguous and its inner loop long on the CPU.
     """
     P = x.shape[0]
     L, D = mult.shape
-    pos = torch.addmm(torch.full((1,), 0.5, device=x.device), x.float().clamp(0.0, 1.0), proj)
-    pos = pos.view(P, L, D).permute(2, 0, 1)  # [D, P, L] (float32, as the CUDA kernel)
+    # pos[d, l, p] = scale_l * x[p, axis(l, d)] + 0.5 (float32, as the CUDA kernel)
+    pos = torch.addmm(torch.full((1,), 0.5, device=x.device), proj, x.float().clamp(0.0, 1.0).t()).view(D, L, P)
     cell = pos.floor()
     frac = pos - cell
-    m = mult.t().unsqueeze(1)  # [D, 1, L]
+    m = mult.t().unsqueeze(-1)  # [D, L, 1]
     lo = cell.to(torch.int32) * m  # dense: x*1, y*stride; hashed: x*p0, y*p1 (low bits suffice)
     hi = lo + m
     if n_hashed:
-        lo[..., :n_hashed] &= mask[:n_hashed]
-        hi[..., :n_hashed] &= mask[:n_hashed]
+        hm = mask[:n_hashed].view(-1, 1)
+        lo[:, :n_hashed] &= hm
+        hi[:, :n_hashed] &= hm
     # hashed: offset is a multiple of the table size, so adding it equals or-ing it
-    rows = torch.stack([lo[0] + offset, hi[0] + offset])  # [2, P, L]
-    weights = torch.stack([1.0 - frac[0], frac[0]])  # [2, P, L]
+    off = offset.view(-1, 1)
+    rows = torch.stack([lo[0] + off, hi[0] + off])  # [2, L, P]
+    weights = torch.stack([1.0 - frac[0], frac[0]])  # [2, L, P]
     for d in range(1, D):  # the new dimension becomes the slower-varying corner bit
-        t = torch.stack([lo[d], hi[d]])[:, None]  # [2, 1, P, L]
+        t = torch.stack([lo[d], hi[d]]).unsqueeze(1)  # [2, 1, L, P]
         combined = torch.empty((2,) + tuple(rows.shape), dtype=torch.int32, device=x.device)
-        torch.bitwise_xor(t[..., :n_hashed], rows[None, ..., :n_hashed], out=combined[..., :n_hashed])
-        torch.add(t[..., n_hashed:], rows[None, ..., n_hashed:], out=combined[..., n_hashed:])
+        torch.bitwise_xor(t[:, :, :n_hashed], rows[None, :, :n_hashed], out=combined[:, :, :n_hashed])
+        torch.add(t[:, :, n_hashed:], rows[None, :, n_hashed:], out=combined[:, :, n_hashed:])
         rows = combined.flatten(0, 1)
         w = torch.stack([1.0 - frac[d], frac[d]])
         weights = (w[:, None] * weights[None]).flatten(0, 1)
@@ -154,19 +156,19 @@ def hash_grid_indices(x: torch.Tensor, proj: torch.Tensor, mult: torch.Tensor,
 
 
 class _GatherInterpolate(torch.autograd.Function):
-    """out[p, l, f] = sum_c w[c, p, l] * table[rows[c, p, l], f]; gradient only to the table."""
+    """out[l, p, f] = sum_c w[c, l, p] * table[rows[c, l, p], f]; gradient only to the table."""
 
     @staticmethod
     def forward(ctx, table: torch.Tensor, rows: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        C, P, L = rows.shape
+        C, L, P = rows.shape
         F = table.shape[1]
         ctx.save_for_backward(rows, weights)
         ctx.table_rows = table.shape[0]
         if F == 1:
-            vals = table.view(-1).index_select(0, rows.view(-1)).view(C, P, L)
-            return (vals * weights).sum(0).unsqueeze(-1)
-        vals = table.index_select(0, rows.view(-1)).view(C, P, L, F)
-        return (vals * weights.unsqueeze(-1)).sum(0)  # [P, L, F]
+            vals = table.view(-1).index_select(0, rows.view(-1)).view(C, L, P)
+            return (vals * weights).sum(0).unsqueeze(-1)  # [L, P, 1]
+        vals = table.index_select(0, rows.view(-1)).view(C, L, P, F)
+        return (vals * weights.unsqueeze(-1)).sum(0)  # [L, P, F]
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
@@ -174,10 +176,10 @@ class _GatherInterpolate(torch.autograd.Function):
         F = grad_out.shape[-1]
         grad_table = torch.zeros(ctx.table_rows, F, dtype=grad_out.dtype, device=grad_out.device)
         if F == 1:
-            contrib = weights * grad_out.squeeze(-1).unsqueeze(0)  # [C, P, L]
+            contrib = weights * grad_out.squeeze(-1).unsqueeze(0)  # [C, L, P]
             grad_table.view(-1).index_add_(0, rows.view(-1), contrib.view(-1))
         else:
-            contrib = weights.unsqueeze(-1) * grad_out.unsqueeze(0)  # [C, P, L, F]
+            contrib = weights.unsqueeze(-1) * grad_out.unsqueeze(0)  # [C, L, P, F]
             grad_table.index_add_(0, rows.view(-1), contrib.view(-1, F))
         return grad_table, None, None
 
@@ -188,13 +190,13 @@ def hash_grid_encode(x: torch.Tensor, table: torch.Tensor, proj: torch.Tensor,
     """Encode points with multiresolution hash-grid levels (torch-ngp semantics, linear interp).
 
     x [P, A] in [0, 1]; table [T, F]; per-level constants from :class:`GridLevels`
-    (``proj`` [A, L*D], ``mult`` [L, D], ``offset`` [L], ``mask`` [L]; compute order).
-    Returns [P, L, F] in compute order. Differentiable w.r.t. ``table`` only (ER-NeRF never
-    needs gradients w.r.t. positions). This is the hot function a native kernel replaces.
+    (``proj`` [D*L, A], ``mult`` [L, D], ``offset`` [L], ``mask`` [L]; compute order).
+    Returns [L, P, F], levels in compute order. Differentiable w.r.t. ``table`` only (ER-NeRF
+    never needs gradients w.r.t. positions). This is the hot function a native kernel replaces.
     """
     if x.shape[0] > ENCODE_CHUNK:  # cache-sized pieces: about 2x faster on a CPU than one big pass
         return torch.cat([hash_grid_encode(x[i:i + ENCODE_CHUNK], table, proj, mult, offset, mask, n_hashed)
-                          for i in range(0, x.shape[0], ENCODE_CHUNK)])
+                          for i in range(0, x.shape[0], ENCODE_CHUNK)], dim=1)
     rows, weights = hash_grid_indices(x, proj, mult, offset, mask, n_hashed)
     return _GatherInterpolate.apply(table, rows, weights)
 
@@ -230,8 +232,8 @@ class TriPlaneHashGrid(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         unit = (x + self.bound) / (2 * self.bound)  # [P, 3] in [0, 1]
         lv = self.levels
-        out = hash_grid_encode(unit, self.table, lv.proj, lv.mult, lv.offset, lv.mask, lv.n_hashed)
-        return out.index_select(1, lv.output_order).reshape(x.shape[0], self.out_dim)
+        out = hash_grid_encode(unit, self.table, lv.proj, lv.mult, lv.offset, lv.mask, lv.n_hashed)  # [L, P, F]
+        return out.index_select(0, lv.output_order).permute(1, 0, 2).reshape(x.shape[0], self.out_dim)
 
 
 class HashGrid(nn.Module):
@@ -252,8 +254,8 @@ class HashGrid(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         unit = (x + self.bound) / (2 * self.bound)  # [P, D] in [0, 1]
         lv = self.levels
-        out = hash_grid_encode(unit, self.table, lv.proj, lv.mult, lv.offset, lv.mask, lv.n_hashed)
-        return out.index_select(1, lv.output_order).reshape(x.shape[0], self.out_dim)
+        out = hash_grid_encode(unit, self.table, lv.proj, lv.mult, lv.offset, lv.mask, lv.n_hashed)  # [L, P, F]
+        return out.index_select(0, lv.output_order).permute(1, 0, 2).reshape(x.shape[0], self.out_dim)
 
 
 class FrequencyEncoder(nn.Module):

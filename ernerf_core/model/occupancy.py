@@ -42,7 +42,9 @@ class OccupancyGrid(nn.Module):
         # box around the occupied cells [6] (xmin, ymin, zmin, xmax, ymax, zmax): rays that miss
         # it need no marching at all. Derived from ``occupied``, so not saved but recomputed on load.
         self.register_buffer("occupied_box", torch.tensor(self.aabb, dtype=torch.float32), persistent=False)
+        self.register_buffer("_padded", torch.zeros((self.resolution + 2) ** 3, dtype=torch.bool), persistent=False)
         self.register_load_state_dict_post_hook(lambda module, keys: module.update_box())
+        self.update_box()
 
     # --- geometry --------------------------------------------------------------------------
     @property
@@ -59,13 +61,15 @@ class OccupancyGrid(nn.Module):
         return -self.bound + (self.cell_coords(flat).float() + 0.5) * self.cell_size
 
     def lookup(self, xyz: torch.Tensor) -> torch.Tensor:
-        """Occupancy at points xyz [..., 3] -> bool [...] (False outside the grid)."""
-        R = self.resolution
-        cell = ((xyz + self.bound) / self.cell_size).floor().long()
-        inside = ((cell >= 0) & (cell < R)).all(dim=-1)
-        cell = cell.clamp(0, R - 1)
-        flat = (cell[..., 0] * R + cell[..., 1]) * R + cell[..., 2]
-        return self.occupied[flat] & inside
+        """Occupancy at points xyz [..., 3] -> bool [...] (False outside the grid).
+
+        Reads a copy of ``occupied`` padded with one empty cell on every side, so points
+        outside the grid clamp onto empty cells instead of needing a separate test."""
+        R2 = self.resolution + 2
+        cell = ((xyz + self.bound) * (1.0 / self.cell_size)).floor_().clamp_(-1, self.resolution)
+        cell = cell.to(torch.int32) + 1
+        flat = (cell[..., 0] * R2 + cell[..., 1]) * R2 + cell[..., 2]
+        return self._padded[flat]
 
     # --- state -----------------------------------------------------------------------------
     @staticmethod
@@ -210,7 +214,10 @@ class OccupancyGrid(nn.Module):
 
     @torch.no_grad()
     def update_box(self) -> None:
-        """Tighten ``occupied_box`` to the occupied cells (whole cells; empty grid: a point)."""
+        """Refresh what derives from ``occupied`` (call after editing it directly): the padded
+        lookup copy, and ``occupied_box`` tightened to the occupied cells (empty grid: a point)."""
+        R = self.resolution
+        self._padded.view(R + 2, R + 2, R + 2)[1:-1, 1:-1, 1:-1] = self.occupied.view(R, R, R)
         flat = self.occupied.nonzero().squeeze(1)
         if flat.numel() == 0:
             self.occupied_box.zero_()
