@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 SHARED_DEFAULTS = {"seed": 0, "loss": "l2", "huber_delta": 0.1}
 HEAD_DEFAULTS = {
-    "iters": 1200, "num_rays": 4096, "patch_size": 1, "lr": 1e-2, "lr_net": 1e-3, "lr_decay": 0.5,
+    "iters": 1200, "num_rays": 4096, "patch_size": 1, "lr": 2e-2, "lr_net": 1e-3, "lr_decay": 0.5,
     "ema_decay": 0.95, "downscale": 2.0, "error_map": True, "error_map_cells": 64, "error_map_uniform": 0.25,
     "occupancy_update_every": 16, "occupancy_update_fraction": 0.25, "carve": True, "unc_loss": True,
     "lambda_amb": 1e-4, "lambda_entropy": 1e-4, "val_every": 600, "val_frames": 2, "final_val_frames": 4,
