@@ -2,7 +2,7 @@
 
 The portrait is trained here, briefly, on the synthetic subject of the tests (128 x 128,
 24 frames): the head with ``train_head`` (so its occupancy grid has carved the empty space
-a real head leaves), then the torso with ``train_torso``. Frames are rendered exactly as
+a real head leaves), then the torso with ``train_torso``, joined by the ``portrait`` stage. Frames are rendered exactly as
 ``render_test`` / ``render_audio`` render them (:func:`ernerf_core.render.portrait.render_frame`;
 512^2 renders the same model with scaled intrinsics). Baseline, in the same process on the
 same frames: the acceleration grids switched off (every head cell marked occupied, the torso
@@ -27,6 +27,7 @@ def _portrait(root: Path):
     from synthetic_subject import make_synthetic_subject
 
     from ernerf_core.render.portrait import load_portrait
+    from ernerf_core.train.assemble import assemble_portrait
     from ernerf_core.train.head import train_head
     from ernerf_core.train.torso import train_torso
 
@@ -34,10 +35,13 @@ def _portrait(root: Path):
     train_head(subject="bench", data_dir=subj.data_dir, model_path=root / "head" / "model.pt",
                manifest_path=root / "manifests" / "train_head.json", device="cpu",
                settings={"iters": 200, "num_rays": 2048, "downscale": 1.0, "val_every": 0, "final_val_frames": 1})
-    train_torso(subject="bench", data_dir=subj.data_dir, head_path=root / "head" / "model.pt",
-                model_path=root / "torso" / "model.pt", manifest_path=root / "manifests" / "train_torso.json",
-                device="cpu", settings={"iters": 100, "num_rays": 2048, "downscale": 1.0, "final_val_frames": 1})
-    return load_portrait(root / "torso" / "model.pt"), subj
+    train_torso(subject="bench", data_dir=subj.data_dir, model_path=root / "torso" / "model.pt",
+                manifest_path=root / "manifests" / "train_torso.json", device="cpu",
+                settings={"iters": 100, "num_rays": 2048, "downscale": 1.0, "final_val_frames": 1})
+    assemble_portrait(subject="bench", data_dir=subj.data_dir, head_path=root / "head" / "model.pt",
+                      torso_path=root / "torso" / "model.pt", model_path=root / "portrait" / "model.pt",
+                      manifest_path=root / "manifests" / "portrait.json", val_frames=1, device="cpu")
+    return load_portrait(root / "portrait" / "model.pt"), subj
 
 
 def _fps(portrait, size: int, n: int, grids: bool) -> float:

@@ -28,6 +28,7 @@ STAGE_MODULES = [
     "ernerf_core.audio",
     "ernerf_core.train.head_cli",
     "ernerf_core.train.torso_cli",
+    "ernerf_core.train.assemble",
     "ernerf_core.render.cli",
 ]
 

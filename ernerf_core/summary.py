@@ -12,16 +12,34 @@ from pathlib import Path
 
 import yaml
 
-# Stage -> manifest keys worth one line each (missing keys are skipped).
+# Stage -> manifest keys worth one line each ("a.b" reads a nested key; missing keys are skipped).
 HIGHLIGHTS = {
     "normalize": ["frames", "resolution", "duration"],
     "landmarks": ["frames", "interpolated_frames"],
-    "tracking": ["reprojection_px_median", "jitter_deg"],
+    "parsing": ["frames"],
+    "background": ["clear_share"],
+    "torso_gt": ["frames", "mean_torso_coverage"],
+    "blink": ["frames", "au45_mean"],
+    "tracking": ["frames", "focal", "reprojection_px.median", "seconds"],
+    "transforms": ["train_frames", "val_frames"],
     "audio_features": ["backend", "frames", "feature_shape"],
-    "train_head": ["steps", "val_psnr", "val_lmd", "seconds"],
-    "finetune_lips": ["steps", "val_psnr", "val_lmd", "seconds"],
-    "train_torso": ["steps", "val_psnr", "seconds"],
+    "train_head": ["steps", "val.psnr", "val.lmd", "train_seconds"],
+    "finetune_lips": ["steps", "val.psnr", "val.lmd", "train_seconds"],
+    "train_torso": ["steps", "val.torso_psnr", "train_seconds"],
+    "portrait": ["val.psnr", "val.torso_psnr"],
 }
+
+
+def _lookup(data: dict, key: str):
+    for part in key.split("."):
+        if not isinstance(data, dict) or part not in data:
+            return None
+        data = data[part]
+    return data
+
+
+def _fmt(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
 def summarize(config_path: Path = Path("config/config.yaml"), results: Path = Path("results")) -> str:
@@ -34,14 +52,15 @@ def summarize(config_path: Path = Path("config/config.yaml"), results: Path = Pa
         for path in sorted(manifests.glob("*.json")) if manifests.exists() else []:
             data = json.loads(path.read_text())
             keys = HIGHLIGHTS.get(path.stem, [])
-            shown = ", ".join(f"{k}={data[k]}" for k in keys if k in data)
+            shown = ", ".join(f"{k}={_fmt(_lookup(data, k))}" for k in keys if _lookup(data, k) is not None)
             lines.append(f"  {path.stem:<16} {shown}")
         metrics = root / "render" / "metrics.json"
         if metrics.exists():
             data = json.loads(metrics.read_text())
-            shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                              for k, v in data.items() if not isinstance(v, (dict, list)))
+            shown = ", ".join(f"{k}={_fmt(v)}" for k, v in data.items() if not isinstance(v, (dict, list)))
             lines.append(f"  {'render metrics':<16} {shown}")
+            sync = data.get("lipsync") or {}
+            lines.append(f"  {'lip sync':<16} " + ", ".join(f"{k}={_fmt(v)}" for k, v in sync.items()))
         for video in sorted((root / "render").rglob("*.mp4")) if (root / "render").exists() else []:
             lines.append(f"  video            {video} ({video.stat().st_size / 1e6:.1f} MB)")
     return "\n".join(lines)

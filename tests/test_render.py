@@ -18,6 +18,7 @@ from ernerf_core.render.driving import render_audio
 from ernerf_core.render.poses import driving_track, pingpong_indices, smooth_poses
 from ernerf_core.render.test_split import render_test
 from ernerf_core.render.video import inspect_video
+from ernerf_core.train.assemble import assemble_portrait
 from ernerf_core.train.torso import train_torso
 
 # ---- pose tracks ------------------------------------------------------------------------------
@@ -81,14 +82,17 @@ def test_driving_track_loops_poses_and_eyes():
 
 @pytest.fixture(scope="module")
 def portrait(tmp_path_factory):
-    """A 32x32 synthetic subject with mel-shaped features ([N, 16, 80]) and a trained torso."""
+    """A 32x32 synthetic subject with mel-shaped features ([N, 16, 80]) and its portrait (random head,
+    trained torso)."""
     root = tmp_path_factory.mktemp("render_subject")
     subj = make_synthetic_subject(root, n_frames=12, size=32, feature_dim=80)
     write_random_head(root / "lips" / "model.pt", subj.data_dir)
-    train_torso(subject="synth", data_dir=subj.data_dir, head_path=root / "lips" / "model.pt",
-                model_path=root / "torso" / "model.pt", manifest_path=root / "manifests" / "train_torso.json",
-                settings={"iters": 20, "num_rays": 512, "downscale": 1.0, "final_val_frames": 1},
-                device="cpu")
+    train_torso(subject="synth", data_dir=subj.data_dir, model_path=root / "torso" / "model.pt",
+                manifest_path=root / "manifests" / "train_torso.json",
+                settings={"iters": 20, "num_rays": 512, "downscale": 1.0, "final_val_frames": 1}, device="cpu")
+    assemble_portrait(subject="synth", data_dir=subj.data_dir, head_path=root / "lips" / "model.pt",
+                      torso_path=root / "torso" / "model.pt", model_path=root / "portrait" / "model.pt",
+                      manifest_path=root / "manifests" / "portrait.json", val_frames=1, device="cpu")
     return subj
 
 
@@ -100,7 +104,7 @@ def _browser_playable(facts, frames, width, height):
 
 def test_render_test_writes_videos_sheet_and_metrics(portrait, tmp_path):
     out = tmp_path / "render"
-    summary = render_test(subject="synth", model_path=portrait.root / "torso" / "model.pt",
+    summary = render_test(subject="synth", model_path=portrait.root / "portrait" / "model.pt",
                           data_dir=portrait.data_dir, video_path=out / "test.mp4",
                           side_by_side_path=out / "test_side_by_side.mp4",
                           sheet_path=out / "contact_sheet.png", metrics_path=out / "metrics.json",
@@ -138,7 +142,7 @@ def test_render_audio_loops_the_track_for_long_audio(portrait, tmp_path):
     n = portrait.n_train + 4  # longer than the pose track: plays it back and forth
     drive = _driving(tmp_path, n)
     video = tmp_path / "out" / "drive.mp4"
-    result = render_audio(subject="synth", model_path=portrait.root / "torso" / "model.pt",
+    result = render_audio(subject="synth", model_path=portrait.root / "portrait" / "model.pt",
                           features_path=drive / "aud_mel.npy", wav_path=drive / "aud.wav",
                           audio_manifest_path=drive / "audio_features.json", video_path=video,
                           smooth_path=True, fixed_eye=0.0, downscale=2.0, device="cpu")
@@ -156,7 +160,7 @@ def test_render_audio_refuses_mismatched_features(portrait, tmp_path, backend, s
     drive = _driving(tmp_path, 5, backend=backend, shape=shape)
     video = tmp_path / "drive.mp4"
     with pytest.raises(StageError, match=message):
-        render_audio(subject="synth", model_path=portrait.root / "torso" / "model.pt",
+        render_audio(subject="synth", model_path=portrait.root / "portrait" / "model.pt",
                      features_path=drive / "aud_mel.npy", wav_path=drive / "aud.wav",
                      audio_manifest_path=drive / "audio_features.json", video_path=video, device="cpu")
     assert not video.exists()
@@ -169,9 +173,9 @@ def test_render_command_featurises_any_audio(portrait, tmp_path):
     write_wav(wav, 0.3 * np.sin(2 * np.pi * 300 * t), 16000)
     results = portrait.root.parent
     (results / "synth").mkdir(exist_ok=True)
-    (results / "synth" / "torso").mkdir(exist_ok=True)
-    model = results / "synth" / "torso" / "model.pt"
-    model.write_bytes((portrait.root / "torso" / "model.pt").read_bytes())
+    (results / "synth" / "portrait").mkdir(exist_ok=True)
+    model = results / "synth" / "portrait" / "model.pt"
+    model.write_bytes((portrait.root / "portrait" / "model.pt").read_bytes())
     assert ernerf_main(["render", "--audio", str(wav), "--subject", "synth", "--results", str(results),
                         "--device", "cpu"]) == 0
     _browser_playable(inspect_video(results / "synth" / "render" / "audio" / "hello.mp4"), 8, 32, 32)

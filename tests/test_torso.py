@@ -1,4 +1,4 @@
-"""The torso network and the train_torso stage on the synthetic subject."""
+"""The torso network, the train_torso stage and the portrait stage on the synthetic subject."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from ernerf_core.errors import StageError
 from ernerf_core.model.encoders import HashGridSpec, grid_layout
 from ernerf_core.model.head import build_head
 from ernerf_core.model.io import read_head_file, save_head
-from ernerf_core.model.torso import TiledGrid2D, TorsoConfig, TorsoNet, pixel_coords
+from ernerf_core.model.torso import TiledGrid2D, TorsoConfig, TorsoNet, pixel_coords, read_torso_file
 from ernerf_core.render.portrait import load_portrait
 from ernerf_core.train import torso as torso_stage
+from ernerf_core.train.assemble import assemble_portrait
 from ernerf_core.train.dataset import SubjectDataset
 
 
@@ -148,8 +149,7 @@ def subject(tmp_path_factory):
 
 
 def _train(subj, out_dir, **overrides):
-    return torso_stage.train_torso(subject="synth", data_dir=subj.data_dir,
-                                   head_path=subj.root / "lips" / "model.pt", model_path=out_dir / "model.pt",
+    return torso_stage.train_torso(subject="synth", data_dir=subj.data_dir, model_path=out_dir / "model.pt",
                                    manifest_path=out_dir / "train_torso.json",
                                    settings={**SETTINGS, **overrides}, device="cpu")
 
@@ -160,21 +160,37 @@ def _log_losses(path):
     return [float(r[col]) for r in rows[1:] if r[col]]
 
 
-def test_train_torso_lowers_the_loss_and_writes_a_portrait(subject, tmp_path):
+def test_train_torso_lowers_the_loss_and_writes_the_torso(subject, tmp_path):
     summary = _train(subject, tmp_path)
     losses = _log_losses(tmp_path / "train_log.csv")
     assert len(losses) == 4 and losses[-1] < 0.5 * losses[0]
-    assert summary["torso_psnr"] > 20 and np.isfinite(summary["psnr"])
+    assert summary["torso_psnr"] > 20
     manifest = json.loads((tmp_path / "train_torso.json").read_text())
     assert manifest["steps"] == 40 and manifest["val"]["torso_psnr"] == summary["torso_psnr"]
-    portrait = load_portrait(tmp_path / "model.pt")
+    payload = read_torso_file(tmp_path / "model.pt")
+    assert (payload["meta"]["H"], payload["meta"]["W"], payload["meta"]["n_train"]) == (32, 32, subject.n_train)
+    torso = TorsoNet(TorsoConfig.from_dict(payload["config"]))
+    torso.load_state_dict(payload["state_dict"])  # the file rebuilds the network exactly
+
+
+def test_portrait_joins_head_and_torso_bit_for_bit(subject, tmp_path):
+    _train(subject, tmp_path / "torso")
+    summary = assemble_portrait(subject="synth", data_dir=subject.data_dir,
+                                head_path=subject.root / "lips" / "model.pt", torso_path=tmp_path / "torso" / "model.pt",
+                                model_path=tmp_path / "portrait" / "model.pt", manifest_path=tmp_path / "portrait.json",
+                                val_frames=1, device="cpu")
+    assert np.isfinite(summary["psnr"]) and summary["torso_psnr"] > 20
+    assert json.loads((tmp_path / "portrait.json").read_text())["val"]["psnr"] == summary["psnr"]
+    portrait = load_portrait(tmp_path / "portrait" / "model.pt")
     assert portrait.size == (32, 32) and portrait.background.shape == (32, 32, 3)
     assert portrait.poses.shape == (subject.n_train, 4, 4) and portrait.eye.shape == (subject.n_train,)
     assert portrait.audio["backend"] == "mel" and portrait.audio["feature_shape"][1:] == [16, 16]
-    # the head is frozen: bit-identical to the lip-tuned file
     head = read_head_file(subject.root / "lips" / "model.pt")["state_dict"]
     for k, v in portrait.head.state_dict().items():
         assert torch.equal(v.cpu(), head[k]), k
+    torso = read_torso_file(tmp_path / "torso" / "model.pt")["state_dict"]
+    for k, v in portrait.torso.state_dict().items():
+        assert torch.equal(v.cpu(), torso[k]), k
 
 
 def test_train_torso_resumes_after_a_kill(subject, tmp_path, monkeypatch):
@@ -198,21 +214,31 @@ def test_train_torso_resumes_after_a_kill(subject, tmp_path, monkeypatch):
     _train(subject, killed, iters=30)
     resumed, uninterrupted = _log_losses(killed / "train_log.csv"), _log_losses(straight / "train_log.csv")
     assert resumed == pytest.approx(uninterrupted, rel=1e-4)
-    a = load_portrait(straight / "model.pt").torso.state_dict()
-    b = load_portrait(killed / "model.pt").torso.state_dict()
+    a = read_torso_file(straight / "model.pt")["state_dict"]
+    b = read_torso_file(killed / "model.pt")["state_dict"]
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-6)
 
 
-def test_train_torso_refuses_a_missing_or_foreign_head(subject, tmp_path):
+def test_portrait_refuses_missing_or_foreign_models(subject, tmp_path):
+    _train(subject, tmp_path / "torso", iters=10)
+    kwargs = {"subject": "synth", "model_path": tmp_path / "model.pt", "manifest_path": tmp_path / "m.json",
+              "val_frames": 1, "device": "cpu"}
     with pytest.raises(StageError, match="missing.*finetune_lips"):
-        torso_stage.train_torso(subject="synth", data_dir=subject.data_dir, head_path=tmp_path / "none.pt",
-                                model_path=tmp_path / "model.pt", manifest_path=tmp_path / "m.json",
-                                settings=SETTINGS, device="cpu")
+        assemble_portrait(data_dir=subject.data_dir, head_path=tmp_path / "none.pt",
+                          torso_path=tmp_path / "torso" / "model.pt", **kwargs)
+    with pytest.raises(StageError, match="missing.*train_torso"):
+        assemble_portrait(data_dir=subject.data_dir, head_path=subject.root / "lips" / "model.pt",
+                          torso_path=tmp_path / "none.pt", **kwargs)
+    with pytest.raises(StageError, match="not a torso model"):
+        assemble_portrait(data_dir=subject.data_dir, head_path=subject.root / "lips" / "model.pt",
+                          torso_path=subject.root / "lips" / "model.pt", **kwargs)
     other = make_synthetic_subject(tmp_path / "other", n_frames=24, size=32, feature_dim=16)
     with pytest.raises(StageError, match="different data"):
-        torso_stage.train_torso(subject="synth", data_dir=other.data_dir,
-                                head_path=subject.root / "lips" / "model.pt",
-                                model_path=tmp_path / "model.pt", manifest_path=tmp_path / "m.json",
-                                settings=SETTINGS, device="cpu")
+        assemble_portrait(data_dir=other.data_dir, head_path=subject.root / "lips" / "model.pt",
+                          torso_path=tmp_path / "torso" / "model.pt", **kwargs)
+    write_random_head(tmp_path / "other_head.pt", other.data_dir)
+    with pytest.raises(StageError, match="train_torso on this subject"):
+        assemble_portrait(data_dir=other.data_dir, head_path=tmp_path / "other_head.pt",
+                          torso_path=tmp_path / "torso" / "model.pt", **kwargs)
     assert not (tmp_path / "model.pt").exists()

@@ -49,7 +49,7 @@ def test_default_config_is_valid_and_plans_every_stage(tmp_path):
     jobs = planned_jobs(snakemake(tmp_path, "-n"))
     for rule in ["demo_subject", "normalize", "landmarks", "parsing", "background", "torso_gt",
                  "blink", "tracking", "transforms", "audio_features", "driving_features",
-                 "train_head", "finetune_lips", "train_torso", "render_test", "render_audio"]:
+                 "train_head", "finetune_lips", "train_torso", "portrait", "render_test", "render_audio"]:
         assert jobs.get(rule) == 1, f"{rule} not planned once: {jobs}"
 
 

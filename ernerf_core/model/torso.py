@@ -25,11 +25,13 @@ to ``(2 i + 1) / n - 1`` (see :func:`pixel_coords`), so any resolution shares on
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as nnF
 from torch import nn
 
+from ..fsio import atomic_file
 from .encoders import FrequencyEncoder, HashGridSpec, grid_layout
 
 # Initial anchors (homogeneous), the reference's values: a little in front of the head.
@@ -287,3 +289,29 @@ class TorsoNet(nn.Module):
                 color = color.index_put((mask,), c)
                 offset = offset.index_put((mask,), o)
         return {"rgb": color * alpha + bg * (1 - alpha), "alpha": alpha, "offset": offset}
+
+
+# ---- file ---------------------------------------------------------------------------------
+
+TORSO_FORMAT = "ernerf-torso/1"
+
+
+def save_torso(path, torso: TorsoNet, meta: dict) -> None:
+    """Write the torso's ``model.pt`` atomically (apply the EMA weights before calling).
+
+    A plain dict loadable with ``weights_only=True``: ``format`` "ernerf-torso/1", ``config``
+    (:meth:`TorsoConfig.as_dict`), ``state_dict`` (alpha grid included) and ``meta`` (``H``,
+    ``W``, ``n_train``, ``train``: steps, settings, metrics).
+    """
+    payload = {"format": TORSO_FORMAT, "config": torso.config.as_dict(),
+               "state_dict": {k: v.detach().cpu() for k, v in torso.state_dict().items()}, "meta": meta}
+    with atomic_file(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def read_torso_file(path) -> dict:
+    """The raw torso ``model.pt`` dict, with its format checked (ValueError otherwise)."""
+    payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != TORSO_FORMAT:
+        raise ValueError(f"{path} is not an ER-NeRF torso model ({TORSO_FORMAT})")
+    return payload

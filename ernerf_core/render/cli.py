@@ -19,7 +19,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
                                           "contact_sheet.png and metrics.json of a subject.")
     p.add_argument("--subject", required=True)
     p.add_argument("--results", default="results", help="results folder (default: results)")
-    p.add_argument("--model", default=None, help="portrait model (default: <results>/<S>/torso/model.pt)")
+    p.add_argument("--model", default=None, help="portrait model (default: <results>/<S>/portrait/model.pt)")
     p.add_argument("--data-dir", default=None, help="subject folder (default: <results>/<S>/data)")
     p.add_argument("--out-dir", default=None, help="output folder (default: <results>/<S>/render)")
     p.add_argument("--downscale", type=float, default=1.0, help="render at 1/downscale of the size (default 1)")
@@ -32,7 +32,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--audio", required=True, help="any audio or video file ffmpeg reads")
     p.add_argument("--subject", required=True)
     p.add_argument("--results", default="results", help="results folder (default: results)")
-    p.add_argument("--model", default=None, help="portrait model (default: <results>/<S>/torso/model.pt)")
+    p.add_argument("--model", default=None, help="portrait model (default: <results>/<S>/portrait/model.pt)")
     p.add_argument("--out", default=None,
                    help="video to write (default: <results>/<S>/render/audio/<name>.mp4)")
     p.add_argument("--smooth-window", type=int, default=7, help="pose smoothing window in frames (default 7)")
@@ -48,7 +48,7 @@ def _run_test(args: argparse.Namespace) -> dict:
 
     subject_dir = Path(args.results) / args.subject
     out = Path(args.out_dir) if args.out_dir else subject_dir / "render"
-    return render_test(subject=args.subject, model_path=args.model or subject_dir / "torso" / "model.pt",
+    return render_test(subject=args.subject, model_path=args.model or subject_dir / "portrait" / "model.pt",
                        data_dir=args.data_dir or subject_dir / "data", video_path=out / "test.mp4",
                        side_by_side_path=out / "test_side_by_side.mp4", sheet_path=out / "contact_sheet.png",
                        metrics_path=out / "metrics.json", downscale=args.downscale, device=args.device)
@@ -61,7 +61,7 @@ def _run_audio(args: argparse.Namespace) -> dict:
     from .portrait import load_portrait
 
     subject_dir = Path(args.results) / args.subject
-    model = Path(args.model or subject_dir / "torso" / "model.pt")
+    model = Path(args.model or subject_dir / "portrait" / "model.pt")
     if not model.exists():
         raise StageError(args.subject, "render", f"{model} is missing", "train the subject first (snakemake)")
     trained = load_portrait(model).audio

@@ -53,12 +53,12 @@ def render_audio(*, subject: str, model_path, features_path, wav_path, audio_man
     dev = resolve_device(device)
     model_path = Path(model_path)
     if not model_path.exists():
-        raise StageError(subject, STAGE, f"{model_path} is missing", "run train_torso first")
+        raise StageError(subject, STAGE, f"{model_path} is missing", "run the portrait stage first")
     try:
         portrait = load_portrait(model_path, dev)
     except (ValueError, KeyError, RuntimeError) as err:
         raise StageError(subject, STAGE, f"{model_path} is not a portrait model ({err})",
-                         "rerun train_torso to rewrite it") from None
+                         "rerun the portrait stage to rewrite it") from None
     driving = read_json(audio_manifest_path)
     check_compatible(portrait.audio, driving, subject, STAGE)
     features = np.load(features_path, mmap_mode="r")  # [M, W, C]

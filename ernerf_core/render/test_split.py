@@ -47,12 +47,12 @@ log = logging.getLogger(__name__)
 
 def _load(subject: str, model_path: Path, device: torch.device):
     if not model_path.exists():
-        raise StageError(subject, STAGE, f"{model_path} is missing", "run train_torso first")
+        raise StageError(subject, STAGE, f"{model_path} is missing", "run the portrait stage first")
     try:
         return load_portrait(model_path, device)
     except (ValueError, KeyError, RuntimeError) as err:
         raise StageError(subject, STAGE, f"{model_path} is not a portrait model ({err})",
-                         "rerun train_torso to rewrite it") from None
+                         "rerun the portrait stage to rewrite it") from None
 
 
 class MouthTracks:
@@ -131,13 +131,13 @@ def render_test(*, subject: str, model_path, data_dir, video_path, side_by_side_
     backend = portrait.audio["backend"]
     if backend not in FEATURE_FILES:
         raise StageError(subject, STAGE, f"{model_path} was trained on unknown audio features '{backend}'",
-                         "rerun train_torso")
+                         "rerun train_torso and the portrait stage")
     val = SubjectDataset(data_dir, "val", subject=subject, stage=STAGE,
                          features_path=data_dir / FEATURE_FILES[backend], downscale=downscale, cache_mb=64)
     if val.full_size != portrait.size:
         H0, W0 = val.full_size  # noqa: N806
         raise StageError(subject, STAGE, f"the val frames are {W0}x{H0} but the model renders "
-                         f"{portrait.size[1]}x{portrait.size[0]}", "rerun train_torso on this subject's data")
+                         f"{portrait.size[1]}x{portrait.size[0]}", "rerun train_torso and the portrait stage on this subject's data")
     if list(val.audio_shape) != list(portrait.audio["feature_shape"][1:]):
         raise StageError(subject, STAGE, f"{val.features_path.name} has {list(val.audio_shape)} features "
                          f"per frame but the model was trained on {portrait.audio['feature_shape'][1:]}",

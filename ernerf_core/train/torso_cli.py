@@ -8,12 +8,11 @@ from pathlib import Path
 
 
 def add_cli(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("train-torso", help="train the torso behind the frozen lip-tuned head",
-                              description="Rule train_torso: <results>/<S>/torso/model.pt (head + torso) "
-                                          "and its manifest; rerunning after a kill resumes.")
+    p = subparsers.add_parser("train-torso", help="train the torso network (no head needed)",
+                              description="Rule train_torso: <results>/<S>/torso/model.pt (the torso "
+                                          "network) and its manifest; rerunning after a kill resumes.")
     p.add_argument("--subject", required=True)
     p.add_argument("--results", default="results", help="results folder (default: results)")
-    p.add_argument("--head", default=None, help="head model (default: <results>/<S>/lips/model.pt)")
     p.add_argument("--data-dir", default=None, help="subject folder (default: <results>/<S>/data)")
     p.add_argument("--out", default=None, help="model to write (default: <results>/<S>/torso/model.pt)")
     p.add_argument("--settings", default=None,
@@ -28,7 +27,6 @@ def _run(args: argparse.Namespace) -> dict:
 
     subject_dir = Path(args.results) / args.subject
     return train_torso(subject=args.subject, data_dir=args.data_dir or subject_dir / "data",
-                       head_path=args.head or subject_dir / "lips" / "model.pt",
                        model_path=args.out or subject_dir / "torso" / "model.pt",
                        manifest_path=subject_dir / "manifests" / "train_torso.json",
                        settings=json.loads(args.settings) if args.settings else {}, device=args.device)

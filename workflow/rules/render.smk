@@ -3,7 +3,7 @@
 
 rule render_test:
     input:
-        model="results/{subject}/torso/model.pt",
+        model="results/{subject}/portrait/model.pt",
         transforms=manifest("transforms"),
         audio=manifest("audio_features"),
     output:
@@ -19,7 +19,7 @@ rule render_test:
         log("render_test"),
     benchmark:
         bench("render_test")
-    threads: workflow.cores
+    threads: max(1, workflow.cores // 2)  # render_test and render_audio side by side
     resources:
         mem_mb=6000,
         runtime=60,
@@ -30,7 +30,7 @@ rule render_test:
 
 rule render_audio:
     input:
-        model="results/{subject}/torso/model.pt",
+        model="results/{subject}/portrait/model.pt",
         features=driving_features(),
         wav="results/driving/{audio}/aud.wav",
         audio_manifest="results/driving/{audio}/audio_features.json",
@@ -44,7 +44,7 @@ rule render_audio:
         "logs/{subject}/render_audio_{audio}.log",
     benchmark:
         "results/{subject}/benchmarks/render_audio_{audio}.tsv"
-    threads: workflow.cores
+    threads: max(1, workflow.cores // 2)  # render_test and render_audio side by side
     resources:
         mem_mb=6000,
         runtime=60,

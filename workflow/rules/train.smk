@@ -1,5 +1,8 @@
-# Training: head, lip fine-tuning, torso. Each resumes from its latest checkpoint
-# (results/<subject>/<stage>/checkpoints/) when rerun after a kill.
+# Training: head, lip fine-tuning, torso, and the portrait that joins them. Each training
+# stage resumes from its latest checkpoint (results/<subject>/<stage>/checkpoints/) when rerun
+# after a kill. The torso needs no head, so it trains beside the head. Training steps are
+# thousands of small ops: one thread each (see ernerf_core/train/head.py) lets two stages
+# share two cores instead of queueing.
 
 
 rule train_head:
@@ -21,7 +24,7 @@ rule train_head:
         log("train_head"),
     benchmark:
         bench("train_head")
-    threads: workflow.cores
+    threads: 1
     resources:
         mem_mb=6000,
         runtime=240,
@@ -46,7 +49,7 @@ rule finetune_lips:
         log("finetune_lips"),
     benchmark:
         bench("finetune_lips")
-    threads: workflow.cores
+    threads: 1
     resources:
         mem_mb=6000,
         runtime=120,
@@ -57,7 +60,6 @@ rule finetune_lips:
 
 rule train_torso:
     input:
-        head="results/{subject}/lips/model.pt",
         transforms=manifest("transforms"),
         torso_gt=manifest("torso_gt"),
         audio=manifest("audio_features"),
@@ -72,10 +74,36 @@ rule train_torso:
         log("train_torso"),
     benchmark:
         bench("train_torso")
-    threads: workflow.cores
+    threads: 1
     resources:
         mem_mb=6000,
         runtime=240,
         gpu=1,
     script:
         "../scripts/train_torso.py"
+
+
+rule portrait:
+    input:
+        head="results/{subject}/lips/model.pt",
+        torso="results/{subject}/torso/model.pt",
+        transforms=manifest("transforms"),
+        audio=manifest("audio_features"),
+    output:
+        model="results/{subject}/portrait/model.pt",
+        manifest=manifest("portrait"),
+    params:
+        val_frames=config["train"]["torso"]["final_val_frames"],
+    conda:
+        CONDA_ENV
+    log:
+        log("portrait"),
+    benchmark:
+        bench("portrait")
+    threads: workflow.cores
+    resources:
+        mem_mb=4000,
+        runtime=30,
+        gpu=1,
+    script:
+        "../scripts/portrait.py"

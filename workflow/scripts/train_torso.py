@@ -8,7 +8,6 @@ run_from_snakemake(
     train_torso,
     subject=snakemake.wildcards.subject,
     data_dir=str(Path(snakemake.input.transforms).parents[1] / "data"),
-    head_path=snakemake.input.head,
     model_path=snakemake.output.model,
     manifest_path=snakemake.output.manifest,
     settings=dict(snakemake.params.settings),
