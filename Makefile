@@ -17,6 +17,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/snakemake --cores all
 	$(BIN)/python -m ernerf_core.summary
+	@# do the videos play in a browser? (optional: needs Chromium, e.g. apt install chromium)
+	@if $(BIN)/python -c "from ernerf_core.render.browser_check import find_chromium as f; raise SystemExit(f() is None)"; \
+	then $(BIN)/ernerf browser-check results/*/render/*.mp4 results/*/render/audio/*.mp4 \
+	       --screenshot results/browser_check.png; \
+	else echo "browser check skipped: no Chromium on this machine"; fi
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -2,7 +2,8 @@
 
 The portrait is trained here, briefly, on the synthetic subject of the tests (128 x 128,
 24 frames): the head with ``train_head`` (so its occupancy grid has carved the empty space
-a real head leaves), then the torso with ``train_torso``, joined by the ``portrait`` stage. Frames are rendered exactly as
+a real head leaves), then the torso with ``train_torso``, joined by the ``portrait`` stage.
+Frames are rendered exactly as
 ``render_test`` / ``render_audio`` render them (:func:`ernerf_core.render.portrait.render_frame`;
 512^2 renders the same model with scaled intrinsics). Baseline, in the same process on the
 same frames: the acceleration grids switched off (every head cell marked occupied, the torso

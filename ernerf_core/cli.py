@@ -30,6 +30,7 @@ STAGE_MODULES = [
     "ernerf_core.train.torso_cli",
     "ernerf_core.train.assemble",
     "ernerf_core.render.cli",
+    "ernerf_core.render.browser_check",
 ]
 
 

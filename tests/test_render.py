@@ -14,10 +14,11 @@ from test_torso import write_random_head
 from ernerf_core.cli import main as ernerf_main
 from ernerf_core.errors import StageError
 from ernerf_core.media.audio import write_wav
+from ernerf_core.render.browser_check import browser_check, find_chromium
 from ernerf_core.render.driving import render_audio
 from ernerf_core.render.poses import driving_track, pingpong_indices, smooth_poses
 from ernerf_core.render.test_split import render_test
-from ernerf_core.render.video import inspect_video
+from ernerf_core.render.video import VideoWriter, inspect_video
 from ernerf_core.train.assemble import assemble_portrait
 from ernerf_core.train.torso import train_torso
 
@@ -179,3 +180,23 @@ def test_render_command_featurises_any_audio(portrait, tmp_path):
     assert ernerf_main(["render", "--audio", str(wav), "--subject", "synth", "--results", str(results),
                         "--device", "cpu"]) == 0
     _browser_playable(inspect_video(results / "synth" / "render" / "audio" / "hello.mp4"), 8, 32, 32)
+
+
+@pytest.mark.skipif(find_chromium() is None, reason="no Chromium on this machine (apt install chromium)")
+def test_rendered_videos_play_in_headless_chromium(tmp_path):
+    """What render_test/render_audio write (H.264 yuv420p + AAC, faststart) plays in a browser;
+    a file that is not a video does not, so the check can tell the two apart."""
+    wav = tmp_path / "tone.wav"
+    t = np.arange(2 * 16000) / 16000
+    write_wav(wav, 0.3 * np.sin(2 * np.pi * 220 * t), 16000)
+    good = tmp_path / "good.mp4"
+    with VideoWriter(good, 64, 64, n_frames=50, audio=wav) as video:
+        for i in range(50):
+            video.write(np.full((64, 64, 3), i * 5, np.uint8))
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    shot = tmp_path / "page.png"
+    states = browser_check([good, bad], screenshot=shot)
+    assert states[0]["plays"] and states[0]["width"] == 64 and states[0]["duration"] == pytest.approx(2.0, abs=0.1)
+    assert not states[1]["plays"]
+    assert cv2.imread(str(shot)) is not None

@@ -176,8 +176,10 @@ def test_train_torso_lowers_the_loss_and_writes_the_torso(subject, tmp_path):
 def test_portrait_joins_head_and_torso_bit_for_bit(subject, tmp_path):
     _train(subject, tmp_path / "torso")
     summary = assemble_portrait(subject="synth", data_dir=subject.data_dir,
-                                head_path=subject.root / "lips" / "model.pt", torso_path=tmp_path / "torso" / "model.pt",
-                                model_path=tmp_path / "portrait" / "model.pt", manifest_path=tmp_path / "portrait.json",
+                                head_path=subject.root / "lips" / "model.pt",
+                                torso_path=tmp_path / "torso" / "model.pt",
+                                model_path=tmp_path / "portrait" / "model.pt",
+                                manifest_path=tmp_path / "portrait.json",
                                 val_frames=1, device="cpu")
     assert np.isfinite(summary["psnr"]) and summary["torso_psnr"] > 20
     assert json.loads((tmp_path / "portrait.json").read_text())["val"]["psnr"] == summary["psnr"]

@@ -137,7 +137,8 @@ def render_test(*, subject: str, model_path, data_dir, video_path, side_by_side_
     if val.full_size != portrait.size:
         H0, W0 = val.full_size  # noqa: N806
         raise StageError(subject, STAGE, f"the val frames are {W0}x{H0} but the model renders "
-                         f"{portrait.size[1]}x{portrait.size[0]}", "rerun train_torso and the portrait stage on this subject's data")
+                         f"{portrait.size[1]}x{portrait.size[0]}",
+                         "rerun train_torso and the portrait stage on this subject's data")
     if list(val.audio_shape) != list(portrait.audio["feature_shape"][1:]):
         raise StageError(subject, STAGE, f"{val.features_path.name} has {list(val.audio_shape)} features "
                          f"per frame but the model was trained on {portrait.audio['feature_shape'][1:]}",

@@ -42,14 +42,14 @@ log = logging.getLogger(__name__)
 
 SHARED_DEFAULTS = {"seed": 0, "loss": "l2", "huber_delta": 0.1}
 HEAD_DEFAULTS = {
-    "iters": 1200, "num_rays": 4096, "frames_per_step": 1, "patch_size": 1, "lr": 2e-2, "lr_net": 1e-3, "lr_decay": 0.5,
+    "iters": 1200, "num_rays": 4096, "patch_size": 1, "lr": 2e-2, "lr_net": 1e-3, "lr_decay": 0.5,
     "ema_decay": 0.95, "downscale": 2.0, "error_map": True, "error_map_cells": 64, "error_map_uniform": 0.25,
     "occupancy_update_every": 16, "occupancy_update_fraction": 0.25, "carve": True, "unc_loss": True,
     "lambda_amb": 1e-4, "lambda_entropy": 1e-4, "val_every": 600, "val_frames": 2, "final_val_frames": 4,
     "checkpoint_every": 200, "cache_mb": 2048,
 }
 LIPS_DEFAULTS = {
-    "iters": 200, "num_rays": 4096, "frames_per_step": 1, "patch_size": 32, "lr": 1e-2, "lr_net": 1e-3, "lr_decay": 0.05,
+    "iters": 200, "num_rays": 4096, "patch_size": 32, "lr": 1e-2, "lr_net": 1e-3, "lr_decay": 0.05,
     "ema_decay": 0.95, "downscale": 2.0, "error_map": True, "error_map_cells": 64, "error_map_uniform": 0.25,
     "occupancy_update_every": 16, "occupancy_update_fraction": 0.25, "lambda_amb": 1e-4, "lambda_entropy": 1e-4,
     "perceptual": "none", "lpips_patch_weight": 0.1, "lpips_rect_weight": 0.01,
@@ -99,9 +99,7 @@ class HeadStep:
         self.mode, self.lpips_fn = mode, lpips_fn
         self.step_offset = step_offset
         self.total = total_steps or s["iters"]
-        self.frames_per_step = int(s.get("frames_per_step", 1))
-        self.sampler = PixelSampler(data.H, data.W, max(1, s["num_rays"] // self.frames_per_step), s["patch_size"],
-                                    error_map)
+        self.sampler = PixelSampler(data.H, data.W, s["num_rays"], s["patch_size"], error_map)
 
     def _randint(self, n: int) -> int:
         return int(torch.randint(0, n, (1,), generator=self.gen))
@@ -114,11 +112,18 @@ class HeadStep:
         self.model.occupancy.update(lambda x: self.model.density(x, enc_a, eye),
                                     fraction=self.s["occupancy_update_fraction"], generator=self.gen)
 
-    def _render_frame(self, i: int, rect_step: bool) -> dict:
-        """Rays of training frame i (its lips rectangle, or sampled pixels) rendered with its
-        audio, eye and code; returns the prediction with what the losses need."""
-        data, dev = self.data, self.device
-        pixels = rect_pixels(data.lips_rect(i), data.W) if rect_step else self.sampler.sample(i, self.gen)
+    def __call__(self, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        s, data, dev = self.s, self.data, self.device
+        if step % s["occupancy_update_every"] == 0:
+            self.update_occupancy()
+        progress = min((self.step_offset + step) / max(self.total, 1), 1.0)
+        i = self._randint(len(data))
+        rect_step = self.mode == "lips" and step % 2 == 1
+        if rect_step:
+            rect = data.lips_rect(i)
+            pixels = rect_pixels(rect, data.W)
+        else:
+            pixels = self.sampler.sample(i, self.gen)
         pose = data.poses[i].to(dev)
         rays_o, rays_d = pixel_rays(pose, data.intrinsics, pixels, data.W)
         gt = torch.from_numpy(data.image(i)).view(-1, 3)[pixels].to(dev).float() / 255
@@ -127,48 +132,31 @@ class HeadStep:
         eye = (data.eye[i] + (torch.rand(1, generator=self.gen) - 0.5) * 2 * EYE_JITTER).view(1, 1).to(dev)
         code = self.model.individual_code(i)
         out = render_rays(self.model, rays_o, rays_d, enc_a, code, eye, bg, perturb=True, generator=self.gen)
+        pred = out["image"]
+
+        per_ray = photometric(pred, gt, s["loss"], s["huber_delta"]).mean(-1)  # [R]
         r0, r1, c0, c1 = data.face_rect(i)
         rows, cols = pixels // data.W, pixels % data.W
         face = ((rows >= r0) & (rows < r1) & (cols >= c0) & (cols < c1)).to(dev)
-        return {"i": i, "pixels": pixels, "gt": gt, "out": out, "face": face, "cond": (enc_a, code, eye)}
-
-    def __call__(self, step: int) -> tuple[torch.Tensor, dict[str, float]]:
-        s, data = self.s, self.data
-        if step % s["occupancy_update_every"] == 0:
-            self.update_occupancy()
-        progress = min((self.step_offset + step) / max(self.total, 1), 1.0)
-        rect_step = self.mode == "lips" and step % 2 == 1
-        # several frames a step: the audio pathway sees as many audio windows per step
-        parts = [self._render_frame(self._randint(len(data)), rect_step) for _ in range(self.frames_per_step)]
-        cat = lambda key: torch.cat([p["out"][key] for p in parts])  # noqa: E731
-        pred, gt = cat("image"), torch.cat([p["gt"] for p in parts])
-        face = torch.cat([p["face"] for p in parts])
-
-        per_ray = photometric(pred, gt, s["loss"], s["huber_delta"]).mean(-1)  # [R]
         if self.error_map is not None:
-            start = 0
-            for p in parts:
-                n = p["pixels"].numel()
-                self.error_map.update(p["i"], p["pixels"], per_ray[start:start + n])
-                start += n
+            self.error_map.update(i, pixels, per_ray)
         loss_rays = per_ray
         if self.mode == "head" and s.get("unc_loss", True):
-            loss_rays = uncertainty_weighted(per_ray, cat("uncertainty"), pred, gt, face, progress)
-        loss = loss_rays.mean() + s["lambda_entropy"] * weights_entropy(cat("weights_sum"))
+            loss_rays = uncertainty_weighted(per_ray, out["uncertainty"], pred, gt, face, progress)
+        loss = loss_rays.mean() + s["lambda_entropy"] * weights_entropy(out["weights_sum"])
         lambda_amb = progress * s["lambda_amb"]
-        amb_aud = cat("ambient_aud")
+        amb_aud = out["ambient_aud"]
         loss = loss + lambda_amb * (amb_aud * (~face).float()).mean()
-        amb_eye = cat("ambient_eye") / self.model.config.max_samples
+        amb_eye = out["ambient_eye"] / self.model.config.max_samples
         loss = loss + lambda_amb * (amb_eye * amb_aud.detach() * face.float()).mean()
-        first = parts[0]
-        if self.mode == "head" and step % REG_EVERY == 0 and first["out"]["points"].shape[0] > 0:
-            loss = loss + progress * 1e-5 * self._smoothness(first["out"], *first["cond"])
-        logs = {"mse": float(((pred.detach() - gt) ** 2).mean()), "rays": float(pred.shape[0]),
-                "samples": float(sum(p["out"]["points"].shape[0] for p in parts))}
+        if self.mode == "head" and step % REG_EVERY == 0 and out["points"].shape[0] > 0:
+            loss = loss + progress * 1e-5 * self._smoothness(out, enc_a, code, eye)
+        logs = {"mse": float(((pred.detach() - gt) ** 2).mean()), "rays": float(pixels.numel()),
+                "samples": float(out["points"].shape[0])}
         if self.lpips_fn is not None:
-            lp = sum(self._lpips(p["out"]["image"], p["gt"], rect_step, p["pixels"].numel()) for p in parts)
-            loss = loss + lp / len(parts)
-            logs["lpips_loss"] = float(lp.detach()) / len(parts)
+            lp = self._lpips(pred, gt, rect_step, pixels.numel())
+            loss = loss + lp
+            logs["lpips_loss"] = float(lp.detach())
         return loss, logs
 
     def _smoothness(self, out, enc_a, code, eye) -> torch.Tensor:
