@@ -32,7 +32,11 @@ FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--autoplay-policy=no-user-gesture-required", "--mute-audio")
 
-PAGE = """<!doctype html><html><body style="background:#222;color:#eee;font:14px sans-serif">
+PAGE = """<!doctype html><html><head><style>
+body {{ background: #222; color: #eee; margin: 8px }}
+figure {{ margin: 0; width: {width}px }}
+figcaption {{ font: 10px monospace; word-break: break-all }}
+</style></head><body>
 <div style="display:flex;flex-wrap:wrap;gap:12px">{figures}</div>
 <script>
 document.querySelectorAll("video").forEach(el => {{
@@ -70,7 +74,7 @@ def browser_check(videos: list, screenshot=None, *, play_ms: int = 3000, width: 
             (root / f"v{i}.mp4").symlink_to(v)
         figures = "".join(FIGURE.format(i=i, name=html.escape(v.name), src=f"v{i}.mp4", w=width)
                           for i, v in enumerate(videos))
-        (root / "index.html").write_text(PAGE.format(figures=figures))
+        (root / "index.html").write_text(PAGE.format(figures=figures, width=width))
         server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(root)))
         threading.Thread(target=server.serve_forever, daemon=True).start()
         try:
@@ -81,7 +85,8 @@ def browser_check(videos: list, screenshot=None, *, play_ms: int = 3000, width: 
                 shot = Path(screenshot).resolve()
                 shot.parent.mkdir(parents=True, exist_ok=True)
                 cols = min(len(videos), 4)
-                size = f"--window-size={cols * (width + 60)},{((len(videos) + cols - 1) // cols) * (width + 120)}"
+                rows = (len(videos) + cols - 1) // cols
+                size = f"--window-size={cols * (width + 12) + 48},{rows * (width + 90) + 32}"
                 subprocess.run([*base, size, f"--screenshot={shot}", url], capture_output=True, timeout=timeout)
         finally:
             server.shutdown()
