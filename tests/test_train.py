@@ -203,6 +203,24 @@ def test_lips_steps_alternate_patches_and_the_lips_rectangle(subject):
     assert step(1)[1]["rays"] == 32 * 32  # the whole lips rectangle (squared, >= 32 px)
 
 
+@pytest.mark.parametrize("share", [0.0, 0.5])
+def test_head_steps_draw_their_lips_share_inside_the_lips_rectangle(subject, share):
+    s = resolve_settings({**FAST, "num_rays": 1000, "lips_share": share}, HEAD_DEFAULTS)
+    data = SubjectDataset(subject.data_dir, "train")
+    torch.manual_seed(0)
+    step = HeadStep(build_head(MODEL, data.audio_shape, len(data)), data, s,
+                    generator=torch.Generator().manual_seed(0), device=torch.device("cpu"), error_map=None)
+    r0, r1, c0, c1 = data.lips_rect(3)
+    uniform = step.sampler.sample(3, torch.Generator().manual_seed(1))
+    pixels = step._with_lips_rays(3, uniform) if share else uniform
+    rows, cols = pixels // data.W, pixels % data.W
+    inside = float(((rows >= r0) & (rows < r1) & (cols >= c0) & (cols < c1)).float().mean())
+    rect_share = (r1 - r0) * (c1 - c0) / (data.H * data.W)
+    assert pixels.numel() == 1000
+    # the rectangle's own share of uniform draws, plus the lips share on top
+    assert inside == pytest.approx(share + (1 - share) * rect_share, abs=0.06)
+
+
 def test_lips_lpips_needs_local_weights_then_uses_them(subject, tmp_path, monkeypatch):
     import torchvision
 

@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 SHARED_DEFAULTS = {"seed": 0, "loss": "l2", "huber_delta": 0.1}
 HEAD_DEFAULTS = {
-    "iters": 1200, "num_rays": 4096, "patch_size": 1, "lr": 2e-2, "lr_net": 1e-3, "lr_decay": 0.5,
+    "iters": 1200, "num_rays": 4096, "patch_size": 1, "lips_share": 0.25, "lr": 2e-2, "lr_net": 1e-3, "lr_decay": 0.5,
     "ema_decay": 0.95, "downscale": 2.0, "error_map": True, "error_map_cells": 64, "error_map_uniform": 0.25,
     "occupancy_update_every": 16, "occupancy_update_fraction": 0.25, "carve": True, "unc_loss": True,
     "lambda_amb": 1e-4, "lambda_entropy": 1e-4, "val_every": 600, "val_frames": 2, "final_val_frames": 4,
@@ -124,6 +124,8 @@ class HeadStep:
             pixels = rect_pixels(rect, data.W)
         else:
             pixels = self.sampler.sample(i, self.gen)
+            if self.mode == "head" and s["lips_share"] > 0:
+                pixels = self._with_lips_rays(i, pixels)
         pose = data.poses[i].to(dev)
         rays_o, rays_d = pixel_rays(pose, data.intrinsics, pixels, data.W)
         gt = torch.from_numpy(data.image(i)).view(-1, 3)[pixels].to(dev).float() / 255
@@ -158,6 +160,17 @@ class HeadStep:
             loss = loss + lp
             logs["lpips_loss"] = float(lp.detach())
         return loss, logs
+
+    def _with_lips_rays(self, i: int, pixels: torch.Tensor) -> torch.Tensor:
+        """Replace a ``lips_share`` of the pixels with uniform draws inside frame i's lips
+        rectangle. The mouth is about 1% of a frame, so without this the head learns the
+        average mouth first and the audio pathway (the only thing that can tell an open mouth
+        from a closed one) gets almost no gradient in a short schedule."""
+        n = int(round(self.s["lips_share"] * pixels.numel()))
+        r0, r1, c0, c1 = self.data.lips_rect(i)
+        rows = torch.randint(r0, r1, (n,), generator=self.gen)
+        cols = torch.randint(c0, c1, (n,), generator=self.gen)
+        return torch.cat([pixels[:pixels.numel() - n], rows * self.data.W + cols])
 
     def _smoothness(self, out, enc_a, code, eye) -> torch.Tensor:
         """Uncertainty and ambient fields should not change under a 1e-3 position jitter."""
