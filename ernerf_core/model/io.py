@@ -22,20 +22,32 @@ from .head import HeadConfig, HeadNetwork
 FORMAT = "ernerf-head/1"
 
 
-def save_head(path, model: HeadNetwork, meta: dict) -> None:
-    """Write model.pt atomically (state dict as given: apply EMA weights before calling)."""
-    payload = {"format": FORMAT, "config": model.config.as_dict(),
+def save_model_file(path, fmt: str, model, meta: dict) -> None:
+    """Write ``{format, config, state_dict, meta}`` atomically; ``model`` has ``config.as_dict()``
+    (state dict as given: apply EMA weights before calling)."""
+    payload = {"format": fmt, "config": model.config.as_dict(),
                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "meta": meta}
     with atomic_file(path) as tmp:
         torch.save(payload, tmp)
 
 
-def read_head_file(path) -> dict:
-    """The raw model.pt dict (weights_only=True), with its format checked."""
+def read_model_file(path, fmt: str, what: str) -> dict:
+    """The raw dict of a file written by :func:`save_model_file` (weights_only=True), with its
+    format checked: ValueError naming ``what`` otherwise."""
     payload = torch.load(Path(path), map_location="cpu", weights_only=True)
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ValueError(f"{path} is not an ER-NeRF head model ({FORMAT})")
+    if not isinstance(payload, dict) or payload.get("format") != fmt:
+        raise ValueError(f"{path} is not an ER-NeRF {what} model ({fmt})")
     return payload
+
+
+def save_head(path, model: HeadNetwork, meta: dict) -> None:
+    """Write the head's model.pt atomically (apply EMA weights before calling)."""
+    save_model_file(path, FORMAT, model, meta)
+
+
+def read_head_file(path) -> dict:
+    """The raw head model.pt dict, with its format checked."""
+    return read_model_file(path, FORMAT, "head")
 
 
 def load_head(path, device="cpu") -> HeadNetwork:

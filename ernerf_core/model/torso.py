@@ -25,14 +25,13 @@ to ``(2 i + 1) / n - 1`` (see :func:`pixel_coords`), so any resolution shares on
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import torch
 import torch.nn.functional as nnF
 from torch import nn
 
-from ..fsio import atomic_file
 from .encoders import FrequencyEncoder, HashGridSpec, grid_layout
+from .io import read_model_file, save_model_file
 
 # Initial anchors (homogeneous), the reference's values: a little in front of the head.
 ANCHOR_INIT = ((0.01, 0.01, 0.1, 1.0), (-0.1, -0.1, 0.1, 1.0), (0.1, -0.1, 0.1, 1.0))
@@ -303,15 +302,9 @@ def save_torso(path, torso: TorsoNet, meta: dict) -> None:
     (:meth:`TorsoConfig.as_dict`), ``state_dict`` (alpha grid included) and ``meta`` (``H``,
     ``W``, ``n_train``, ``train``: steps, settings, metrics).
     """
-    payload = {"format": TORSO_FORMAT, "config": torso.config.as_dict(),
-               "state_dict": {k: v.detach().cpu() for k, v in torso.state_dict().items()}, "meta": meta}
-    with atomic_file(path) as tmp:
-        torch.save(payload, tmp)
+    save_model_file(path, TORSO_FORMAT, torso, meta)
 
 
 def read_torso_file(path) -> dict:
     """The raw torso ``model.pt`` dict, with its format checked (ValueError otherwise)."""
-    payload = torch.load(Path(path), map_location="cpu", weights_only=True)
-    if not isinstance(payload, dict) or payload.get("format") != TORSO_FORMAT:
-        raise ValueError(f"{path} is not an ER-NeRF torso model ({TORSO_FORMAT})")
-    return payload
+    return read_model_file(path, TORSO_FORMAT, "torso")
