@@ -19,7 +19,7 @@ rule render_test:
         log("render_test"),
     benchmark:
         bench("render_test")
-    threads: max(1, workflow.cores // 2)  # render_test and render_audio side by side
+    threads: workflow.cores
     resources:
         mem_mb=6000,
         runtime=60,
@@ -44,7 +44,7 @@ rule render_audio:
         "logs/{subject}/render_audio_{audio}.log",
     benchmark:
         "results/{subject}/benchmarks/render_audio_{audio}.tsv"
-    threads: max(1, workflow.cores // 2)  # render_test and render_audio side by side
+    threads: workflow.cores
     resources:
         mem_mb=6000,
         runtime=60,
