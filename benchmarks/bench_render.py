@@ -8,7 +8,8 @@ Frames are rendered exactly as
 512^2 renders the same model with scaled intrinsics). Baseline, in the same process on the
 same frames: the acceleration grids switched off (every head cell marked occupied, the torso
 evaluated at every pixel), i.e. what the occupancy and alpha grids save. Rows give frames
-per second and the speed-up (ratio).
+per second and the speed-up (ratio), with torch's default threads (all cores), as the render
+stages run.
 """
 
 from __future__ import annotations

@@ -173,6 +173,8 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(subject, tmp_path):
 
 def test_train_head_and_finetune_lips_stages(subject, tmp_path):
     root = tmp_path / "S"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # training pins one thread on a CPU and gives the caller's back
     summary = train_head(subject="synth", data_dir=subject.data_dir, model_path=root / "head" / "model.pt",
                          manifest_path=root / "manifests" / "train_head.json",
                          settings={**FAST, "iters": 30, "val_every": 15, "val_frames": 1}, device="cpu")
@@ -184,12 +186,15 @@ def test_train_head_and_finetune_lips_stages(subject, tmp_path):
     head = load_head(root / "head" / "model.pt")
     assert head.meta["train"]["steps"] == 30 and head.meta["audio"]["channels"] == 8
     assert head.meta["data"]["W"] == 48
+    assert torch.get_num_threads() == 2
 
     lips = finetune_lips(subject="synth", data_dir=subject.data_dir, head_path=root / "head" / "model.pt",
                          model_path=root / "lips" / "model.pt", manifest_path=root / "manifests" / "lips.json",
                          settings={**FAST, "iters": 4, "patch_size": 16, "num_rays": 512}, device="cpu")
     assert lips["psnr"] > 15
     assert load_head(root / "lips" / "model.pt").meta["train"]["steps"] == 34
+    assert torch.get_num_threads() == 2
+    torch.set_num_threads(threads)
 
 
 def test_lips_steps_alternate_patches_and_the_lips_rectangle(subject):

@@ -392,16 +392,24 @@ class HeadRun:
 def train_head(*, subject: str, data_dir, model_path, manifest_path, settings: dict | None = None,
                device: str = "auto") -> dict:
     """Train the ER-NeRF head on ``data_dir``; writes ``model_path`` and ``manifest_path``."""
-    run = HeadRun(stage="train_head", subject=subject, data_dir=data_dir, work_dir=Path(model_path).parent,
-                  settings=settings or {}, device=device)
-    run.train()
-    return run.finish(model_path, manifest_path)
+    threads = torch.get_num_threads()
+    try:
+        run = HeadRun(stage="train_head", subject=subject, data_dir=data_dir, work_dir=Path(model_path).parent,
+                      settings=settings or {}, device=device)
+        run.train()
+        return run.finish(model_path, manifest_path)
+    finally:
+        torch.set_num_threads(threads)  # HeadRun pins one thread on a CPU; callers keep theirs
 
 
 def finetune_lips(*, subject: str, data_dir, head_path, model_path, manifest_path, settings: dict | None = None,
                   device: str = "auto") -> dict:
     """Fine-tune the mouth of a trained head (``head_path``); writes ``model_path`` and the manifest."""
-    run = HeadRun(stage="finetune_lips", subject=subject, data_dir=data_dir, work_dir=Path(model_path).parent,
-                  settings=settings or {}, device=device, init_head=Path(head_path))
-    run.train()
-    return run.finish(model_path, manifest_path)
+    threads = torch.get_num_threads()
+    try:
+        run = HeadRun(stage="finetune_lips", subject=subject, data_dir=data_dir, work_dir=Path(model_path).parent,
+                      settings=settings or {}, device=device, init_head=Path(head_path))
+        run.train()
+        return run.finish(model_path, manifest_path)
+    finally:
+        torch.set_num_threads(threads)
