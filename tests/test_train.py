@@ -209,21 +209,28 @@ def test_lips_steps_alternate_patches_and_the_lips_rectangle(subject):
 
 
 @pytest.mark.parametrize("share", [0.0, 0.5])
-def test_head_steps_draw_their_lips_share_inside_the_lips_rectangle(subject, share):
+def test_head_steps_draw_their_lips_share_in_the_mouth_band(subject, share, monkeypatch):
+    """The band: the lips rectangle's rows across the face rectangle's width."""
     s = resolve_settings({**FAST, "num_rays": 1000, "lips_share": share}, HEAD_DEFAULTS)
     data = SubjectDataset(subject.data_dir, "train")
+    lips, face = (20, 28, 20, 28), (8, 44, 4, 44)  # rows and cols, half-open, in a 48 x 48 frame
+    monkeypatch.setattr(data, "lips_rect", lambda i: lips)
+    monkeypatch.setattr(data, "face_rect", lambda i: face)
     torch.manual_seed(0)
     step = HeadStep(build_head(MODEL, data.audio_shape, len(data)), data, s,
                     generator=torch.Generator().manual_seed(0), device=torch.device("cpu"), error_map=None)
-    r0, r1, c0, c1 = data.lips_rect(3)
     uniform = step.sampler.sample(3, torch.Generator().manual_seed(1))
     pixels = step._with_lips_rays(3, uniform) if share else uniform
     rows, cols = pixels // data.W, pixels % data.W
-    inside = float(((rows >= r0) & (rows < r1) & (cols >= c0) & (cols < c1)).float().mean())
-    rect_share = (r1 - r0) * (c1 - c0) / (data.H * data.W)
+    in_band = (rows >= lips[0]) & (rows < lips[1]) & (cols >= face[2]) & (cols < face[3])
+    band_share = (lips[1] - lips[0]) * (face[3] - face[2]) / (data.H * data.W)
     assert pixels.numel() == 1000
-    # the rectangle's own share of uniform draws, plus the lips share on top
-    assert inside == pytest.approx(share + (1 - share) * rect_share, abs=0.06)
+    # the band's own share of uniform draws, plus the lips share on top
+    assert float(in_band.float().mean()) == pytest.approx(share + (1 - share) * band_share, abs=0.06)
+    if share:  # the band's draws reach the cheeks, beside the lips rectangle
+        drawn = cols[-500:]
+        beside = float(((drawn < lips[2]) | (drawn >= lips[3])).float().mean())
+        assert beside == pytest.approx(1 - (lips[3] - lips[2]) / (face[3] - face[2]), abs=0.08)
 
 
 def test_lips_lpips_needs_local_weights_then_uses_them(subject, tmp_path, monkeypatch):

@@ -162,12 +162,18 @@ class HeadStep:
         return loss, logs
 
     def _with_lips_rays(self, i: int, pixels: torch.Tensor) -> torch.Tensor:
-        """Replace a ``lips_share`` of the pixels with uniform draws inside frame i's lips
-        rectangle. The mouth is about 1% of a frame, so without this the head learns the
-        average mouth first and the audio pathway (the only thing that can tell an open mouth
-        from a closed one) gets almost no gradient in a short schedule."""
+        """Replace a ``lips_share`` of the pixels with uniform draws in frame i's mouth band: the
+        lips rectangle's rows across the face rectangle's width.
+
+        The mouth is about 1% of a frame, so without this the head learns the average mouth
+        first and the audio pathway (the only thing that can tell an open mouth from a closed
+        one) gets almost no gradient in a short schedule. The band spans the face's width
+        because the yz plane's features are shared along x: rays on the mouth alone leave
+        horizontal streaks across the cheeks at the mouth's height."""
         n = int(round(self.s["lips_share"] * pixels.numel()))
-        r0, r1, c0, c1 = self.data.lips_rect(i)
+        r0, r1, lc0, lc1 = self.data.lips_rect(i)
+        _, _, fc0, fc1 = self.data.face_rect(i)
+        c0, c1 = min(lc0, fc0), max(lc1, fc1)  # the lips rectangle is at least 32 px: on tiny frames, wider
         rows = torch.randint(r0, r1, (n,), generator=self.gen)
         cols = torch.randint(c0, c1, (n,), generator=self.gen)
         return torch.cat([pixels[:pixels.numel() - n], rows * self.data.W + cols])
