@@ -113,9 +113,9 @@ def validate(torso: TorsoNet, data: SubjectDataset, frames: list[int], out_png: 
     t0 = time.perf_counter()
     for i in frames:
         pred, _ = torso_over_background(torso, data.poses[i].to(dev), bc)
-        target = torch.from_numpy(data.background(i)).float() / 255
-        mses.append(float(((pred.cpu() - target) ** 2).mean()))
-        tiles.append(np.concatenate([to_uint8(pred), data.background(i)], axis=1))
+        real = data.background(i)  # decoded and composited once per frame
+        mses.append(float(((pred.cpu() - torch.from_numpy(real).float() / 255) ** 2).mean()))
+        tiles.append(np.concatenate([to_uint8(pred), real], axis=1))
     seconds = time.perf_counter() - t0
     if out_png is not None and tiles:
         out_png.parent.mkdir(parents=True, exist_ok=True)
