@@ -29,8 +29,10 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
+# The Snakemake community's checks (lint, snakefmt) and ruff; CI runs this before the tests.
 lint: $(STAMP)
-	$(BIN)/snakemake --lint
+	$(BIN)/snakemake --lint --configfile .test/config.yaml
+	$(BIN)/snakefmt --check Snakefile workflow/
 	$(BIN)/ruff check .
 
 rulegraph: $(STAMP)

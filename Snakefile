@@ -1,6 +1,7 @@
 # ER-NeRF talking-portrait workflow. Run: snakemake --cores all
 # Stages and their files: docs/architecture.md. Config keys: config/README.md.
 
+
 configfile: "config/config.yaml"
 
 
@@ -22,6 +23,6 @@ include: "workflow/rules/render.smk"
 
 
 rule all:
+    default_target: True
     input:
         final_targets(),
-    default_target: True

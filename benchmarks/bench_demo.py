@@ -57,7 +57,7 @@ def _stage_row(size: int, seconds: float) -> dict:
     from ernerf_core.demo import FPS, make_demo_subject
     from ernerf_core.demo.rig import build_rig
     from ernerf_core.demo.speech import DEMO_SPEECH, SAMPLE_RATE, fit_length, load_clip
-    from ernerf_core.render.video import VideoWriter
+    from ernerf_core.media.video import VideoWriter
 
     build_rig()  # built once per process; not part of the per-frame rate
     n = int(round(seconds * FPS))

@@ -37,8 +37,8 @@ def _frames(n: int) -> list[np.ndarray]:
 
 def bench_default(frames: list[np.ndarray]) -> tuple[float, list[np.ndarray]]:
     """frames/s of mesh + selfie segmentation + parsing; also the meshes (for the crops)."""
+    from ernerf_core.media.face_mesh import MeshTracker
     from ernerf_core.preprocess.landmark_parsing import SelfieSegmenter, parse_frame
-    from ernerf_core.preprocess.landmarks import MeshTracker
 
     meshes = []
     with MeshTracker() as tracker, SelfieSegmenter() as segmenter:

@@ -4,7 +4,7 @@ The portrait is trained here, briefly, on the synthetic subject of the tests (12
 24 frames): the head with ``train_head`` (so its occupancy grid has carved the empty space
 a real head leaves), then the torso with ``train_torso``, joined by the ``portrait`` stage.
 Frames are rendered exactly as
-``render_test`` / ``render_audio`` render them (:func:`ernerf_core.render.portrait.render_frame`;
+``render_test`` / ``render_audio`` render them (:func:`ernerf_core.model.portrait.render_frame`;
 512^2 renders the same model with scaled intrinsics). Baseline, in the same process on the
 same frames: the acceleration grids switched off (every head cell marked occupied, the torso
 evaluated at every pixel), i.e. what the occupancy and alpha grids save. Rows give frames
@@ -28,9 +28,9 @@ def _portrait(root: Path):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from synthetic_subject import make_synthetic_subject
 
-    from ernerf_core.render.portrait import load_portrait
-    from ernerf_core.train.assemble import assemble_portrait
+    from ernerf_core.model.portrait import load_portrait
     from ernerf_core.train.head import train_head
+    from ernerf_core.train.portrait import assemble_portrait
     from ernerf_core.train.torso import train_torso
 
     subj = make_synthetic_subject(root, n_frames=24, size=128, feature_dim=16)
@@ -48,7 +48,7 @@ def _portrait(root: Path):
 
 def _fps(portrait, size: int, n: int, grids: bool) -> float:
     from ernerf_core.model.audio import audio_window
-    from ernerf_core.render.portrait import render_frame
+    from ernerf_core.model.portrait import render_frame
 
     feats = torch.zeros(30, portrait.head.config.audio_in, portrait.head.config.audio_window)
     occupied = portrait.head.occupancy.occupied.clone()

@@ -28,7 +28,7 @@ STAGE_MODULES = [
     "ernerf_core.audio",
     "ernerf_core.train.head_cli",
     "ernerf_core.train.torso_cli",
-    "ernerf_core.train.assemble",
+    "ernerf_core.train.portrait",
     "ernerf_core.render.cli",
     "ernerf_core.render.browser_check",
 ]

@@ -174,7 +174,7 @@ def make_synthetic_subject(root, n_frames: int = 24, size: int = 64, feature_dim
     """Write ``root/data`` (the subject folder) and ``root/manifests/audio_features.json``."""
     root = Path(root)
     data, manifests = root / "data", root / "manifests"
-    for sub in ("ori_imgs", "gt_imgs", "torso_imgs", "parsing"):
+    for sub in ("ori_imgs", "lms", "gt_imgs", "torso_imgs", "parsing"):
         (data / sub).mkdir(parents=True, exist_ok=True)
     manifests.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -217,7 +217,7 @@ def make_synthetic_subject(root, n_frames: int = 24, size: int = 64, feature_dim
         parsing[cover >= 0.5] = (255, 0, 0)
         cv2.imwrite(str(data / "parsing" / f"{i}.png"), cv2.cvtColor(parsing, cv2.COLOR_RGB2BGR))
         lms = _landmarks(pose, focal, size, signal[i], blink[i])
-        np.savetxt(data / "ori_imgs" / f"{i}.lms", lms, fmt="%.3f")
+        np.savetxt(data / "lms" / f"{i}.lms", lms, fmt="%.3f")
         frames.append({"img_id": i, "aud_id": i, "transform_matrix": file_matrix(pose).tolist()})
 
     n_train = int(n_frames * 10 / 11)

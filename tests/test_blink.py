@@ -156,6 +156,6 @@ def test_openface_backend_errors(face_subject, tmp_path):
 
 def test_ear_backend_needs_landmarks(face_subject, tmp_path):
     data = tmp_path / "data"
-    shutil.copytree(face_subject / "ori_imgs", data / "ori_imgs", ignore=shutil.ignore_patterns("*.lms"))
+    shutil.copytree(face_subject / "ori_imgs", data / "ori_imgs")
     with pytest.raises(StageError, match="run the landmarks stage first"):
         extract_blink(subject="t", data_dir=data, au_path=data / "au.csv", manifest_path=tmp_path / "b.json")

@@ -18,8 +18,9 @@ from conftest import shared_media, truth_in_frames
 from skimage import data as skdata
 
 from ernerf_core.errors import StageError
+from ernerf_core.media.face_mesh import MeshTracker, choose_face
 from ernerf_core.media.frames import frame_paths, read_rgb, write_jpg
-from ernerf_core.preprocess.landmarks import MeshTracker, choose_face, detect_landmarks, fill_gaps
+from ernerf_core.preprocess.landmarks import detect_landmarks, fill_gaps
 from ernerf_core.preprocess.mesh_indices import IBUG68_FROM_MESH, IBUG68_MIRROR, ibug68_from_mesh
 
 
@@ -60,7 +61,8 @@ def test_landmarks_on_every_demo_frame_match_the_truth(face_subject, demo_clip):
 
 def test_lms_files_are_the_reference_format_and_the_mesh_subset(face_subject):
     mesh = np.load(face_subject / "landmarks.npy")
-    lms_paths = frame_paths(face_subject / "ori_imgs", ".lms")
+    lms_paths = frame_paths(face_subject / "lms", ".lms")
+    assert frame_paths(face_subject / "ori_imgs", ".lms") == []  # normalize's folder stays its own
     assert len(lms_paths) == len(mesh)
     first = lms_paths[0].read_text().splitlines()
     assert len(first) == 68 and all(len(line.split(" ")) == 2 for line in first)
@@ -161,7 +163,7 @@ def test_three_missing_frames_are_interpolated_and_reported(normalized_subject, 
     for k, i in enumerate((8, 9, 10), start=1):
         expected = mesh[7] + (mesh[11] - mesh[7]) * k / 4
         np.testing.assert_allclose(mesh[i], expected, atol=1e-3)
-    assert len(frame_paths(data / "ori_imgs", ".lms")) == 40
+    assert len(frame_paths(data / "lms", ".lms")) == 40
 
 
 def test_a_face_gone_for_three_seconds_fails_naming_the_frames(normalized_subject, tmp_path):
@@ -176,7 +178,7 @@ def test_a_face_gone_for_three_seconds_fails_naming_the_frames(normalized_subjec
     assert (
         not (data / "landmarks.npy").exists() and not (data.parent / "manifests" / "landmarks.json").exists()
     )
-    assert frame_paths(data / "ori_imgs", ".lms") == []
+    assert not (data / "lms").exists()
 
 
 def test_too_many_short_gaps_fail_on_the_missing_share(normalized_subject, tmp_path):
@@ -301,5 +303,5 @@ def test_real_clip_has_landmarks_on_every_frame(tmp_path):
     )
     manifest = run(data)
     assert manifest["frames"] >= 100 and all(manifest["detected"]), manifest["interpolated_ranges"]
-    lms = np.loadtxt(data / "ori_imgs" / "0.lms")
+    lms = np.loadtxt(data / "lms" / "0.lms")
     assert ibug_geometry_problems(lms) == []

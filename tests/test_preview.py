@@ -32,9 +32,9 @@ def test_contact_sheet_shows_landmarks_and_parsing(face_subject, tmp_path):
 
 def test_preview_needs_parsing(face_subject, tmp_path):
     data = tmp_path / "data"
-    (data / "ori_imgs").mkdir(parents=True)
-    for name in ("0.jpg", "0.lms"):
-        (data / "ori_imgs" / name).write_bytes((face_subject / "ori_imgs" / name).read_bytes())
+    for name in ("ori_imgs/0.jpg", "lms/0.lms"):
+        (data / name).parent.mkdir(parents=True, exist_ok=True)
+        (data / name).write_bytes((face_subject / name).read_bytes())
     with pytest.raises(StageError, match="run the parsing stage first"):
         make_preview(subject="t", data_dir=data, sheet_path=tmp_path / "sheet.png")
     assert not (tmp_path / "sheet.png").exists()

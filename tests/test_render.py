@@ -14,12 +14,12 @@ from test_torso import write_random_head
 from ernerf_core.cli import main as ernerf_main
 from ernerf_core.errors import StageError
 from ernerf_core.media.audio import write_wav
+from ernerf_core.media.video import VideoWriter, inspect_video
 from ernerf_core.render.browser_check import browser_check, find_chromium
 from ernerf_core.render.driving import render_audio
 from ernerf_core.render.poses import driving_track, pingpong_indices, smooth_poses
 from ernerf_core.render.test_split import render_test
-from ernerf_core.render.video import VideoWriter, inspect_video
-from ernerf_core.train.assemble import assemble_portrait
+from ernerf_core.train.portrait import assemble_portrait
 from ernerf_core.train.torso import train_torso
 
 # ---- pose tracks ------------------------------------------------------------------------------

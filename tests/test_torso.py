@@ -13,11 +13,11 @@ from ernerf_core.errors import StageError
 from ernerf_core.model.encoders import HashGridSpec, grid_layout
 from ernerf_core.model.head import build_head
 from ernerf_core.model.io import read_head_file, save_head
+from ernerf_core.model.portrait import load_portrait
 from ernerf_core.model.torso import TiledGrid2D, TorsoConfig, TorsoNet, pixel_coords, read_torso_file
-from ernerf_core.render.portrait import load_portrait
 from ernerf_core.train import torso as torso_stage
-from ernerf_core.train.assemble import assemble_portrait
 from ernerf_core.train.dataset import SubjectDataset
+from ernerf_core.train.portrait import assemble_portrait
 
 
 def write_random_head(path, data_dir, seed: int = 0):

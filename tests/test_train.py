@@ -21,10 +21,10 @@ from ernerf_core.train.head import (
     LIPS_DEFAULTS,
     HeadRun,
     HeadStep,
-    finetune_lips,
     resolve_settings,
     train_head,
 )
+from ernerf_core.train.lips import finetune_lips
 from ernerf_core.train.losses import LOSSES, psnr
 
 # small grids sized for 32-48 px frames keep every test to seconds

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ernerf_core.media.audio import write_wav
-from ernerf_core.render.video import VideoWriter, inspect_video
+from ernerf_core.media.video import VideoWriter, inspect_video
 
 SR = 16000
 

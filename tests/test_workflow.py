@@ -92,3 +92,62 @@ def test_second_run_does_nothing_and_resolution_change_reruns_only_downstream(tm
     write_config(tmp_path, config)
     jobs = planned_jobs(snakemake(tmp_path, "-n", *targets))
     assert jobs == {"normalize": 1, "audio_features": 1}, jobs
+
+
+RULE_FILES = sorted((REPO / "workflow" / "rules").glob("*.smk"))
+
+
+def workflow_rules() -> list[str]:
+    return [m.group(1) for f in RULE_FILES for m in re.finditer(r"^rule (\w+):", f.read_text(), re.M)]
+
+
+def test_every_rule_finds_its_code_in_one_hop():
+    """rule R -> workflow/scripts/R.py -> one ernerf_core module whose name says the stage."""
+    scripts = {p.stem for p in (REPO / "workflow" / "scripts").glob("*.py")}
+    rules = workflow_rules()
+    assert scripts == set(rules), f"scripts without a rule or rules without a script: {scripts ^ set(rules)}"
+    for f in RULE_FILES:
+        for name, body in re.findall(r"^rule (\w+):\n((?:    .*\n|\n)*)", f.read_text(), re.M):
+            assert f'"../scripts/{name}.py"' in body, f"rule {name} does not run scripts/{name}.py"
+    for rule in rules:
+        text = (REPO / "workflow" / "scripts" / f"{rule}.py").read_text()
+        modules = [m for m in re.findall(r"^from (ernerf_core\S*) import", text, re.M)
+                   if m != "ernerf_core.stage_runner"]
+        assert len(modules) == 1, f"scripts/{rule}.py should call one stage module, imports {modules}"
+        words = set(re.split(r"[._]", modules[0])) - {"ernerf", "core"}
+        assert words & set(rule.split("_")), f"{modules[0]} does not say the stage {rule}"
+
+
+def declared_outputs() -> list[tuple[str, str]]:
+    """(rule, path pattern) for every output of every rule, data()/manifest() spelled out."""
+    outputs = []
+    for f in RULE_FILES:
+        for name, body in re.findall(r"^rule (\w+):\n((?:    .*\n|\n)*)", f.read_text(), re.M):
+            block = re.search(r"^    output:\n((?:        .*\n)*)", body, re.M)
+            for kind, arg, literal in re.findall(r'(data|manifest)\("([^"]+)"\)|"([^"]+)"', block.group(1)):
+                path = {"data": f"results/{{subject}}/data/{arg}",
+                        "manifest": f"results/{{subject}}/manifests/{arg}.json"}.get(kind, literal)
+                outputs.append((name, path))
+    return outputs
+
+
+def test_no_rule_writes_into_another_rules_output():
+    """A folder output (directory()) holds its own rule's files only (the .lms once sat in ori_imgs/)."""
+    outputs = declared_outputs()
+    assert ("landmarks", "results/{subject}/data/lms") in outputs
+    for rule, folder in outputs:
+        inside = [(r, p) for r, p in outputs if r != rule and p.startswith(folder + "/")]
+        assert not inside, f"{inside} write into {rule}'s output folder {folder}"
+
+
+@pytest.mark.slow
+def test_the_test_config_runs_end_to_end_and_then_has_nothing_to_do(tmp_path):
+    """.test/config.yaml: every stage on a 2.5 s demo subject, then a dry run plans nothing."""
+    write_config(tmp_path, yaml.safe_load((REPO / ".test" / "config.yaml").read_text()))
+    snakemake(tmp_path, "--cores", "2")
+    for target in ("render/test.mp4", "render/metrics.json", "render/audio/drive.mp4", "preview/contact_sheet.png",
+                   "preview/tracking.png", "data/lms/0.lms"):
+        assert (tmp_path / "results/demo" / target).stat().st_size > 0, target
+    assert not list((tmp_path / "results/demo/data/ori_imgs").glob("*.lms"))
+    again = snakemake(tmp_path, "-n")
+    assert "Nothing to be done" in again.stdout + again.stderr

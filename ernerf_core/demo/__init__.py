@@ -86,7 +86,7 @@ def make_demo_subject(video_path: str | os.PathLike, truth_path: str | os.PathLi
                       drive_path: str | os.PathLike, manifest_path: str | os.PathLike,
                       size: int = 512, seconds: float = 20.0, seed: int = 0) -> dict:
     """Render the demo talking head and write video, ground truth, driving audio, manifest."""
-    from ..render.video import VideoWriter
+    from ..media.video import VideoWriter
     from .head_render import HeadRenderer
     from .motion import make_motion
     from .rig import build_rig

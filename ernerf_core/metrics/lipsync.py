@@ -31,7 +31,7 @@ def mouth_opening_from_landmarks(landmarks: np.ndarray) -> np.ndarray:
 
 def mouth_opening(frames: Iterable[np.ndarray]) -> np.ndarray:
     """RGB frames (one clip, in order) -> [N] mouth opening, NaN where no face was found."""
-    from ..preprocess.landmarks import MeshTracker  # the landmarks stage's tracker, same settings
+    from ..media.face_mesh import MeshTracker  # the landmarks stage's tracker, same settings
 
     with MeshTracker(max_faces=1) as tracker:
         lms = [mesh if mesh is not None else np.full((478, 3), np.nan)

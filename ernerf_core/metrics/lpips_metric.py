@@ -1,6 +1,6 @@
 """LPIPS (AlexNet) as an image metric, from weights already on this machine; never downloads.
 
-The network and its weight lookup are :mod:`ernerf_core.train.perceptual` (the same one the
+The network and its weight lookup are :mod:`ernerf_core.metrics.lpips_net` (the same one the
 lips fine-tuning loss uses): linear heads from the ``lpips`` wheel, the AlexNet trunk from
 ``$TORCH_HOME/hub/checkpoints/alexnet-owt-7be5be79.pth``. When a file is missing the metric
 is unavailable and the reason (naming the file) is reported instead of a number.
@@ -32,7 +32,7 @@ class LpipsMetric:
 
 def load_lpips_metric(device: torch.device | str = "cpu") -> tuple[LpipsMetric | None, str | None]:
     """(metric, None) when the weights are on this machine, else (None, why not)."""
-    from ..train.perceptual import load_lpips
+    from .lpips_net import load_lpips
 
     try:
         return LpipsMetric(load_lpips("-", "lpips", device)), None

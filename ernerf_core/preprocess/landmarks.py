@@ -1,8 +1,9 @@
 """Stage ``landmarks``: the MediaPipe face mesh on every frame.
 
 Writes ``landmarks.npy`` (float32 [N, 478, 3]: x, y in pixels, z MediaPipe's relative depth
-in the same pixel scale as x), the reference's ``ori_imgs/<i>.lms`` (iBUG-68, ``x y`` per
-line; from the mesh, or from face-alignment's FAN with ``backend="face_alignment"``) and a
+in the same pixel scale as x), the reference's ``<i>.lms`` files (iBUG-68, ``x y`` per line,
+from the mesh, or from face-alignment's FAN with ``backend="face_alignment"``) in their own
+folder ``lms/`` (the reference reads them from ``ori_imgs/``, which normalize owns), and a
 manifest with per-frame detection flags, the interpolated frame ranges and face counts.
 
 Short detection gaps are filled by linear interpolation (held at the clip's ends) and
@@ -21,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import StageError
-from ..fsio import atomic_file, write_manifest
+from ..fsio import atomic_dir, atomic_file, write_manifest
+from ..media.face_mesh import MeshTracker
 from ..media.frames import read_rgb
 from ..progress import progress
 from .mesh_indices import IBUG68_FROM_MESH, ibug68_from_mesh
@@ -37,72 +39,6 @@ from .subject_io import (
 STAGE = "landmarks"
 BACKENDS = ("mediapipe", "face_alignment")
 log = logging.getLogger("ernerf.landmarks")
-
-
-class MeshTracker:
-    """MediaPipe face mesh in video mode, following one face through the clip.
-
-    With several faces in view it keeps the one nearest to where the followed face was;
-    on the first frame (or after the face was lost) it takes the largest, most central one.
-    """
-
-    def __init__(self, max_faces: int = 2):
-        import mediapipe as mp
-
-        self._mesh = mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=False,
-            max_num_faces=max_faces,
-            refine_landmarks=True,
-            min_detection_confidence=0.5,
-            min_tracking_confidence=0.5,
-        )
-        self._last_center: np.ndarray | None = None
-
-    def close(self) -> None:
-        self._mesh.close()
-
-    def __enter__(self) -> MeshTracker:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def __call__(self, rgb: np.ndarray) -> tuple[np.ndarray | None, int]:
-        """uint8 RGB [H, W, 3] -> (mesh [478, 3] in pixels or None, number of faces seen)."""
-        h, w = rgb.shape[:2]
-        result = self._mesh.process(rgb)
-        if not result.multi_face_landmarks:
-            self._last_center = None
-            return None, 0
-        scale = np.array([w, h, w], dtype=np.float32)  # MediaPipe z is normalised by width
-        faces = [
-            np.array([(p.x, p.y, p.z) for p in f.landmark], dtype=np.float32) * scale
-            for f in result.multi_face_landmarks
-        ]
-        face = faces[choose_face(faces, (h, w), self._last_center)]
-        self._last_center = face[:, :2].mean(0)
-        return face, len(faces)
-
-
-def choose_face(
-    faces: list[np.ndarray], image_hw: tuple[int, int], last_center: np.ndarray | None = None
-) -> int:
-    """Index of the face to follow among [478, >=2] point sets.
-
-    Continuity first: the face whose centre is within half a face size of the last followed
-    centre. Otherwise the largest and most central: size x (1 - 0.5 x distance from the image
-    centre / half the image diagonal).
-    """
-    h, w = image_hw
-    centers = np.array([f[:, :2].mean(0) for f in faces])
-    sizes = np.array([np.ptp(f[:, 0]) + np.ptp(f[:, 1]) for f in faces])
-    if last_center is not None:
-        dist = np.linalg.norm(centers - last_center, axis=1)
-        best = int(np.argmin(dist))
-        if dist[best] < 0.5 * sizes[best]:
-            return best
-    off_center = np.linalg.norm(centers - np.array([w / 2, h / 2]), axis=1) / (0.5 * np.hypot(w, h))
-    return int(np.argmax(sizes * (1.0 - 0.5 * off_center)))
 
 
 def fill_gaps(points: np.ndarray, found: np.ndarray) -> np.ndarray:
@@ -159,6 +95,7 @@ def detect_landmarks(
     data_dir: str | os.PathLike,
     dense_path: str | os.PathLike,
     manifest_path: str | os.PathLike,
+    lms_dir: str | os.PathLike | None = None,
     backend: str = "mediapipe",
     max_missing_share: float = 0.1,
     max_gap_frames: int = 12,
@@ -228,8 +165,10 @@ def detect_landmarks(
     else:
         fan_gaps = []
         points68 = ibug68_from_mesh(mesh)
-    for path, pts in zip(paths, points68, strict=True):
-        write_lms(path.with_suffix(".lms"), pts)
+    # the .lms files are this stage's own folder: ori_imgs/ belongs to normalize
+    with atomic_dir(Path(lms_dir) if lms_dir else Path(data_dir) / "lms") as tmp_lms:
+        for path, pts in zip(paths, points68, strict=True):
+            write_lms(tmp_lms / f"{path.stem}.lms", pts)
     with atomic_file(dense_path) as tmp:
         np.save(tmp, mesh)
 
@@ -265,11 +204,12 @@ def detect_landmarks(
 
 
 def add_cli(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(STAGE, help="face landmarks on every frame (landmarks.npy, ori_imgs/<i>.lms)")
+    p = subparsers.add_parser(STAGE, help="face landmarks on every frame (landmarks.npy, lms/<i>.lms)")
     p.add_argument("--subject", required=True)
     p.add_argument("--data-dir", required=True, help="the subject's data folder (holds ori_imgs/)")
     p.add_argument("--dense", help="output [N, 478, 3] array (default: DATA_DIR/landmarks.npy)")
     p.add_argument("--manifest", help="output manifest (default: DATA_DIR/../manifests/landmarks.json)")
+    p.add_argument("--lms-dir", help="output folder of the 68-point <i>.lms files (default: DATA_DIR/lms)")
     p.add_argument("--backend", choices=BACKENDS, default="mediapipe")
     p.add_argument("--max-missing-share", type=float, default=0.1)
     p.add_argument("--max-gap-frames", type=int, default=12)
@@ -283,6 +223,7 @@ def _run_cli(args: argparse.Namespace) -> dict[str, Any]:
         data_dir=data,
         dense_path=args.dense or data / "landmarks.npy",
         manifest_path=args.manifest or data.parent / "manifests" / "landmarks.json",
+        lms_dir=args.lms_dir or data / "lms",
         backend=args.backend,
         max_missing_share=args.max_missing_share,
         max_gap_frames=args.max_gap_frames,

@@ -83,7 +83,7 @@ def make_preview(subject: str, data_dir: str | os.PathLike, sheet_path: str | os
     shown = np.unique(np.linspace(0, len(paths) - 1, SHOWN_FRAMES).round().astype(int))
     rows = []
     for i in shown:
-        lms_path, parsing_path = paths[i].with_suffix(".lms"), data_dir / "parsing" / f"{i}.png"
+        lms_path, parsing_path = data_dir / "lms" / f"{i}.lms", data_dir / "parsing" / f"{i}.png"
         for needed, stage in ((lms_path, "landmarks"), (parsing_path, "parsing")):
             if not needed.exists():
                 raise StageError(subject, STAGE, f"no {needed}", f"run the {stage} stage first")

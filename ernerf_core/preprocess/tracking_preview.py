@@ -73,7 +73,7 @@ def write_preview_video(path: str | os.PathLike, frame_paths: list[Path], detect
                         tracked: np.ndarray, rotation: np.ndarray, trans: np.ndarray, focal: float,
                         reprojection: np.ndarray, seconds: float = 4.0, fps: int = 25) -> int:
     """The first ``seconds`` of the overlay as H.264; returns the number of frames written."""
-    from ..render.video import VideoWriter
+    from ..media.video import VideoWriter
 
     n = min(len(frame_paths), int(seconds * fps))
     first = read_rgb(frame_paths[0])

@@ -57,8 +57,8 @@ def _run_test(args: argparse.Namespace) -> dict:
 def _run_audio(args: argparse.Namespace) -> dict:
     from ..audio import extract_features
     from ..errors import StageError
+    from ..model.portrait import load_portrait
     from .driving import render_audio
-    from .portrait import load_portrait
 
     subject_dir = Path(args.results) / args.subject
     model = Path(args.model or subject_dir / "portrait" / "model.pt")

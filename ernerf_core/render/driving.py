@@ -26,11 +26,11 @@ from ..audio import check_compatible
 from ..device import resolve_device
 from ..errors import StageError
 from ..fsio import read_json
+from ..media.video import VideoWriter
 from ..model.audio import ATT_WINDOW, audio_window
+from ..model.portrait import load_portrait, render_frame, to_uint8
 from ..progress import progress
-from .portrait import load_portrait, render_frame, to_uint8
 from .poses import driving_track
-from .video import VideoWriter
 
 STAGE = "render_audio"
 log = logging.getLogger(__name__)

@@ -30,16 +30,16 @@ from ..device import resolve_device
 from ..errors import StageError
 from ..fsio import write_json
 from ..media.frames import write_png
+from ..media.video import FPS, VideoWriter
 from ..metrics.lipsync import lipsync_score, mouth_opening_from_landmarks, pearson
 from ..metrics.lmd import MEDIAPIPE_MOUTH_68, mouth_distance
 from ..metrics.lpips_metric import load_lpips_metric
 from ..metrics.psnr import psnr
 from ..metrics.ssim import ssim
+from ..model.portrait import load_portrait, render_frame, to_uint8
 from ..progress import progress
 from ..train.dataset import FEATURE_FILES, SubjectDataset
 from .contact_sheet import contact_sheet, pick_indices
-from .portrait import load_portrait, render_frame, to_uint8
-from .video import FPS, VideoWriter
 
 STAGE = "render_test"
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ class MouthTracks:
     """
 
     def __init__(self):
-        from ..preprocess.landmarks import MeshTracker
+        from ..media.face_mesh import MeshTracker
 
         self.trackers = {"render": MeshTracker(max_faces=1), "truth": MeshTracker(max_faces=1)}
         self.opening: dict[str, list[float]] = {"render": [], "truth": []}

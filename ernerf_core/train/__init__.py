@@ -5,5 +5,5 @@
 - ``trainer.Trainer``: AdamW + schedule + EMA + checkpoints/resume + CSV log + validation,
   shared by every training stage; ``checkpoint``: the checkpoint files
 - ``losses``, ``error_map.ErrorMap``, ``sampling.PixelSampler``: what a step uses
-- ``head.train_head`` / ``head.finetune_lips``: the head stages (``head_cli``: their commands)
+- ``head.train_head`` / ``lips.finetune_lips``: the head stages (``head_cli``: their commands)
 """

@@ -209,7 +209,7 @@ class SubjectDataset:
     def _load_landmarks(self, sx: float, sy: float):
         lms = []
         for i in self.img_ids:
-            p = self.data_dir / "ori_imgs" / f"{i}.lms"
+            p = self.data_dir / "lms" / f"{i}.lms"
             self._fail_if_missing(p, "the landmarks stage")
             pts = np.loadtxt(p, dtype=np.float32).reshape(-1, 2)
             if pts.shape[0] != 68:

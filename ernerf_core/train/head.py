@@ -1,11 +1,10 @@
-"""Stages ``train_head`` and ``finetune_lips``: the ER-NeRF head on a subject folder.
+"""Stage ``train_head``: the ER-NeRF head on a subject folder (and the run both head stages share).
 
 ``train_head(subject, data_dir, model_path, manifest_path, settings, device)`` trains the
 head from scratch (resuming from ``<model dir>/checkpoints`` after a kill) and writes
 ``model.pt`` (EMA weights, see :mod:`ernerf_core.model.io`) and the manifest with the final
-validation metrics. ``finetune_lips(subject, data_dir, head_path, model_path, ...)``
-continues from a head ``model.pt``, alternating patch sampling and whole lips-rectangle
-rendering, with an optional LPIPS term. ``settings`` is Snakemake's
+validation metrics. :class:`HeadRun` is also the body of ``finetune_lips``
+(:mod:`ernerf_core.train.lips`). ``settings`` is Snakemake's
 ``train_settings(stage)``: shared ``seed``/``loss``/``huber_delta``, the ``model`` section,
 and the stage's own section (missing keys take :data:`HEAD_DEFAULTS` / :data:`LIPS_DEFAULTS`).
 
@@ -270,7 +269,7 @@ def _lmd_detector():
 
 
 def _lpips_for_metrics(device):
-    from .perceptual import load_lpips, lpips_available
+    from ..metrics.lpips_net import load_lpips, lpips_available
 
     if not lpips_available():
         log.info("LPIPS skipped: AlexNet weights are not in the torch cache")
@@ -321,7 +320,7 @@ class HeadRun:
             if s["error_map"] else None
         self.lpips_fn = None
         if stage == "finetune_lips" and s["perceptual"] == "lpips":
-            from .perceptual import load_lpips
+            from ..metrics.lpips_net import load_lpips
 
             self.lpips_fn = load_lpips(subject, stage, dev)
         self.step_fn = HeadStep(model, train, s, generator=gen, device=dev, error_map=self.error_map,
@@ -395,27 +394,21 @@ class HeadRun:
         return summary
 
 
+def run_head_stage(*, stage: str, subject: str, data_dir, model_path, manifest_path, settings: dict | None,
+                   device: str, init_head: Path | None = None) -> dict:
+    """Build, train and finish one :class:`HeadRun`; the caller keeps its torch threads."""
+    threads = torch.get_num_threads()
+    try:
+        run = HeadRun(stage=stage, subject=subject, data_dir=data_dir, work_dir=Path(model_path).parent,
+                      settings=settings or {}, device=device, init_head=init_head)
+        run.train()
+        return run.finish(model_path, manifest_path)
+    finally:
+        torch.set_num_threads(threads)  # HeadRun pins one thread on a CPU
+
+
 def train_head(*, subject: str, data_dir, model_path, manifest_path, settings: dict | None = None,
                device: str = "auto") -> dict:
     """Train the ER-NeRF head on ``data_dir``; writes ``model_path`` and ``manifest_path``."""
-    threads = torch.get_num_threads()
-    try:
-        run = HeadRun(stage="train_head", subject=subject, data_dir=data_dir, work_dir=Path(model_path).parent,
-                      settings=settings or {}, device=device)
-        run.train()
-        return run.finish(model_path, manifest_path)
-    finally:
-        torch.set_num_threads(threads)  # HeadRun pins one thread on a CPU; callers keep theirs
-
-
-def finetune_lips(*, subject: str, data_dir, head_path, model_path, manifest_path, settings: dict | None = None,
-                  device: str = "auto") -> dict:
-    """Fine-tune the mouth of a trained head (``head_path``); writes ``model_path`` and the manifest."""
-    threads = torch.get_num_threads()
-    try:
-        run = HeadRun(stage="finetune_lips", subject=subject, data_dir=data_dir, work_dir=Path(model_path).parent,
-                      settings=settings or {}, device=device, init_head=Path(head_path))
-        run.train()
-        return run.finish(model_path, manifest_path)
-    finally:
-        torch.set_num_threads(threads)
+    return run_head_stage(stage="train_head", subject=subject, data_dir=data_dir, model_path=model_path,
+                          manifest_path=manifest_path, settings=settings, device=device)

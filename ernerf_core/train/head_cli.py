@@ -23,7 +23,8 @@ def stage_settings(config: dict, section: str) -> dict:
 
 
 def _run(args) -> dict:
-    from .head import finetune_lips, train_head
+    from .head import train_head
+    from .lips import finetune_lips
 
     section, stage = STAGES[args.command]
     config = yaml.safe_load(Path(args.config).read_text()) if args.config and Path(args.config).exists() else {}

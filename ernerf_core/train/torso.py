@@ -6,7 +6,7 @@
 metrics. It needs no head: the loss compares the torso over ``bc.jpg`` with the frame's
 torso image (the frame with the head removed, ``torso_imgs``) over ``bc.jpg``, the
 reference's ``bg_torso_color`` target, so the head never enters it and the workflow trains
-the torso beside the head. The ``portrait`` stage (:mod:`ernerf_core.train.assemble`) joins
+the torso beside the head. The ``portrait`` stage (:mod:`ernerf_core.train.portrait`) joins
 the two and measures whole frames.
 
 A step (ERNERF_FACTS.md sections 3-5): ``num_rays`` uniform pixels of one random training
@@ -35,8 +35,8 @@ from ..device import resolve_device
 from ..errors import StageError
 from ..fsio import write_manifest
 from ..model.encoders import HashGridSpec
+from ..model.portrait import to_uint8, torso_over_background
 from ..model.torso import TorsoConfig, TorsoNet, coords_of_indices, save_torso
-from ..render.portrait import to_uint8, torso_over_background
 from .dataset import SubjectDataset, data_fingerprint
 from .losses import LOSSES, photometric, psnr, weights_entropy
 from .sampling import uniform_pixels

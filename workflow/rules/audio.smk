@@ -7,19 +7,19 @@ rule audio_features:
     output:
         features=data(audio_feature_file()),
         manifest=manifest("audio_features"),
-    params:
-        backend=config["audio"]["backend"],
-        checkpoint=config["audio"]["checkpoint"],
-    conda:
-        CONDA_ENV
     log:
         log("audio_features"),
     benchmark:
         bench("audio_features")
+    conda:
+        CONDA_ENV
     threads: 2
     resources:
         mem_mb=6000,
         runtime=60,
+    params:
+        backend=config["audio"]["backend"],
+        checkpoint=config["audio"]["checkpoint"],
     script:
         "../scripts/audio_features.py"
 
@@ -31,18 +31,18 @@ rule driving_features:
         wav="results/driving/{audio}/aud.wav",
         features=driving_features(),
         manifest="results/driving/{audio}/audio_features.json",
-    params:
-        backend=config["audio"]["backend"],
-        checkpoint=config["audio"]["checkpoint"],
-    conda:
-        CONDA_ENV
     log:
         "logs/driving/{audio}.log",
     benchmark:
         "results/driving/{audio}/benchmark.tsv"
+    conda:
+        CONDA_ENV
     threads: 2
     resources:
         mem_mb=6000,
         runtime=60,
+    params:
+        backend=config["audio"]["backend"],
+        checkpoint=config["audio"]["checkpoint"],
     script:
         "../scripts/driving_features.py"

@@ -5,7 +5,6 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)
 
 SUBJECTS = sorted(config["subjects"])
@@ -26,6 +25,15 @@ def driving_audio_file(wildcards):
 def data(path):
     """A file of the ER-NeRF subject folder (ERNERF_FACTS.md section 1)."""
     return f"results/{{subject}}/data/{path}"
+
+
+def subject_data(wildcards, input):
+    """The ER-NeRF subject folder, as the ``data_dir`` param: the folder that holds the rule's
+    declared inputs (stage functions read the reference's file names inside it)."""
+    folders = {str(Path(f).parent) for f in input if Path(f).parent.name == "data"}
+    if len(folders) != 1:
+        raise ValueError(f"inputs {list(input)} do not name one subject data folder")
+    return folders.pop()
 
 
 def manifest(stage):
@@ -55,6 +63,29 @@ def audio_feature_file():
 def driving_features():
     """Features of one driving audio (wildcard `audio`), made with the configured backend."""
     return f"results/driving/{{audio}}/{audio_feature_file()}"
+
+
+# What SubjectDataset (ernerf_core/train/dataset.py) reads: every training and rendering rule
+# declares these (`**DATASET_INPUTS`), so a new audio backend's feature file or a redone
+# preprocessing stage reaches the models.
+DATASET_INPUTS = {
+    "transforms_train": data("transforms_train.json"),
+    "transforms_val": data("transforms_val.json"),
+    "au": data("au.csv"),
+    "bc": data("bc.jpg"),
+    "gt_imgs": data("gt_imgs"),
+    "torso_imgs": data("torso_imgs"),
+    "lms": data("lms"),
+    "features": data(audio_feature_file()),
+    "audio_manifest": manifest("audio_features"),
+}
+
+
+def backend_file(section, backend, key):
+    """A user-provided weights or data file as an input, when the configured backend uses it
+    and the config names it (null: the stage looks in its documented default place)."""
+    cfg = config[section]
+    return [cfg[key]] if cfg["backend"] == backend and cfg[key] else []
 
 
 def final_targets():

@@ -7,19 +7,19 @@ rule demo_subject:
         truth="resources/demo/demo_truth.npz",
         drive="resources/demo/drive.wav",
         manifest="resources/demo/demo.json",
-    params:
-        size=config["demo"]["size"],
-        seconds=config["demo"]["seconds"],
-        seed=config["demo"]["seed"],
-    conda:
-        CONDA_ENV
     log:
         "logs/demo_subject.log",
     benchmark:
         "resources/demo/benchmark.tsv"
+    conda:
+        CONDA_ENV
     threads: 2
     resources:
         mem_mb=3000,
         runtime=30,
+    params:
+        size=config["demo"]["size"],
+        seconds=config["demo"]["seconds"],
+        seed=config["demo"]["seed"],
     script:
         "../scripts/demo_subject.py"

@@ -3,28 +3,32 @@
 
 rule tracking:
     input:
-        landmarks=manifest("landmarks"),
+        frames=data("ori_imgs"),
+        normalize=manifest("normalize"),
+        dense=data("landmarks.npy"),
+        bfm_model=backend_file("tracking", "bfm", "bfm_model"),
     output:
         params=data("track_params.pt"),
         preview="results/{subject}/preview/tracking.png",
         manifest=manifest("tracking"),
+    log:
+        log("tracking"),
+    benchmark:
+        bench("tracking")
+    conda:
+        CONDA_ENV
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
     params:
+        data_dir=subject_data,
         backend=config["tracking"]["backend"],
         bfm_model=config["tracking"]["bfm_model"],
         max_reprojection_px=config["tracking"]["max_reprojection_px"],
         expressions=config["tracking"]["expressions"],
         focal_range=config["tracking"]["focal_range"],
         smooth_weight=config["tracking"]["smooth_weight"],
-    conda:
-        CONDA_ENV
-    log:
-        log("tracking"),
-    benchmark:
-        bench("tracking")
-    threads: 2
-    resources:
-        mem_mb=4000,
-        runtime=60,
     script:
         "../scripts/tracking.py"
 
@@ -36,10 +40,10 @@ rule transforms:
         train=data("transforms_train.json"),
         val=data("transforms_val.json"),
         manifest=manifest("transforms"),
-    conda:
-        CONDA_ENV
     log:
         log("transforms"),
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=1000,

@@ -7,103 +7,98 @@
 
 rule train_head:
     input:
-        normalize=manifest("normalize"),
-        landmarks=manifest("landmarks"),
-        torso_gt=manifest("torso_gt"),
-        blink=manifest("blink"),
-        transforms=manifest("transforms"),
-        audio=manifest("audio_features"),
+        **DATASET_INPUTS,
     output:
         model="results/{subject}/head/model.pt",
         manifest=manifest("train_head"),
-    params:
-        settings=train_settings("head"),
-    conda:
-        CONDA_ENV
     log:
         log("train_head"),
     benchmark:
         bench("train_head")
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=6000,
         runtime=240,
         gpu=1,
+    params:
+        data_dir=subject_data,
+        settings=train_settings("head"),
     script:
         "../scripts/train_head.py"
 
 
 rule finetune_lips:
     input:
+        **DATASET_INPUTS,
         head="results/{subject}/head/model.pt",
-        transforms=manifest("transforms"),
-        audio=manifest("audio_features"),
     output:
         model="results/{subject}/lips/model.pt",
         manifest=manifest("finetune_lips"),
-    params:
-        settings=train_settings("lips"),
-    conda:
-        CONDA_ENV
     log:
         log("finetune_lips"),
     benchmark:
         bench("finetune_lips")
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=6000,
         runtime=120,
         gpu=1,
+    params:
+        data_dir=subject_data,
+        settings=train_settings("lips"),
     script:
         "../scripts/finetune_lips.py"
 
 
 rule train_torso:
     input:
-        transforms=manifest("transforms"),
-        torso_gt=manifest("torso_gt"),
-        audio=manifest("audio_features"),
+        **DATASET_INPUTS,
     output:
         model="results/{subject}/torso/model.pt",
         manifest=manifest("train_torso"),
-    params:
-        settings=train_settings("torso"),
-    conda:
-        CONDA_ENV
     log:
         log("train_torso"),
     benchmark:
         bench("train_torso")
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=6000,
         runtime=240,
         gpu=1,
+    params:
+        data_dir=subject_data,
+        settings=train_settings("torso"),
     script:
         "../scripts/train_torso.py"
 
 
 rule portrait:
     input:
+        **DATASET_INPUTS,
         head="results/{subject}/lips/model.pt",
         torso="results/{subject}/torso/model.pt",
-        transforms=manifest("transforms"),
-        audio=manifest("audio_features"),
     output:
         model="results/{subject}/portrait/model.pt",
         manifest=manifest("portrait"),
-    params:
-        val_frames=config["train"]["torso"]["final_val_frames"],
-    conda:
-        CONDA_ENV
     log:
         log("portrait"),
     benchmark:
         bench("portrait")
+    conda:
+        CONDA_ENV
     threads: workflow.cores
     resources:
         mem_mb=4000,
         runtime=30,
         gpu=1,
+    params:
+        data_dir=subject_data,
+        val_frames=config["train"]["torso"]["final_val_frames"],
     script:
         "../scripts/portrait.py"

@@ -1,4 +1,4 @@
-from ernerf_core.audio import extract_features
+from ernerf_core.audio.features import extract_features
 from ernerf_core.stage_runner import run_from_snakemake
 
 run_from_snakemake(

@@ -1,5 +1,3 @@
-from pathlib import Path
-
 from ernerf_core.preprocess.blink import extract_blink
 from ernerf_core.stage_runner import run_from_snakemake
 
@@ -7,7 +5,6 @@ run_from_snakemake(
     snakemake,
     extract_blink,
     subject=snakemake.wildcards.subject,
-    data_dir=str(Path(snakemake.output.au).parent),
     au_path=snakemake.output.au,
     manifest_path=snakemake.output.manifest,
     **dict(snakemake.params.items()),

@@ -1,13 +1,11 @@
-from pathlib import Path
-
 from ernerf_core.stage_runner import run_from_snakemake
-from ernerf_core.train.head import finetune_lips
+from ernerf_core.train.lips import finetune_lips
 
 run_from_snakemake(
     snakemake,
     finetune_lips,
     subject=snakemake.wildcards.subject,
-    data_dir=str(Path(snakemake.input.transforms).parents[1] / "data"),
+    data_dir=snakemake.params.data_dir,
     head_path=snakemake.input.head,
     model_path=snakemake.output.model,
     manifest_path=snakemake.output.manifest,

@@ -1,5 +1,3 @@
-from pathlib import Path
-
 from ernerf_core.preprocess.parsing import parse_faces
 from ernerf_core.stage_runner import run_from_snakemake
 
@@ -7,7 +5,6 @@ run_from_snakemake(
     snakemake,
     parse_faces,
     subject=snakemake.wildcards.subject,
-    data_dir=str(Path(snakemake.output.parsing).parent),
     parsing_dir=snakemake.output.parsing,
     manifest_path=snakemake.output.manifest,
     **dict(snakemake.params.items()),

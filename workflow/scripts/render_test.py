@@ -1,5 +1,3 @@
-from pathlib import Path
-
 from ernerf_core.render.test_split import render_test
 from ernerf_core.stage_runner import run_from_snakemake
 
@@ -8,7 +6,7 @@ run_from_snakemake(
     render_test,
     subject=snakemake.wildcards.subject,
     model_path=snakemake.input.model,
-    data_dir=str(Path(snakemake.input.transforms).parents[1] / "data"),
+    data_dir=snakemake.params.data_dir,
     video_path=snakemake.output.video,
     side_by_side_path=snakemake.output.side_by_side,
     sheet_path=snakemake.output.sheet,

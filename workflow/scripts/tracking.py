@@ -1,5 +1,3 @@
-from pathlib import Path
-
 from ernerf_core.preprocess.tracking import track_head_pose
 from ernerf_core.stage_runner import run_from_snakemake
 
@@ -7,7 +5,6 @@ run_from_snakemake(
     snakemake,
     track_head_pose,
     subject=snakemake.wildcards.subject,
-    data_dir=str(Path(snakemake.output.params).parent),
     params_path=snakemake.output.params,
     preview_path=snakemake.output.preview,
     manifest_path=snakemake.output.manifest,

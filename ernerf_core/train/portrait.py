@@ -4,7 +4,7 @@
 val_frames, device)`` checks that both models were trained on this subject's data, renders
 whole frames (head over torso over ``bc.jpg``) of evenly spaced val frames at full size for
 the full-frame PSNR, and writes the portrait ``model.pt`` that ``render_test`` and
-``render_audio`` read (:mod:`ernerf_core.render.portrait`) and the manifest. Nothing is
+``render_audio`` read (:mod:`ernerf_core.model.portrait`) and the manifest. Nothing is
 trained here; the head and the torso are copied bit for bit.
 """
 
@@ -24,8 +24,8 @@ from ..device import resolve_device
 from ..errors import StageError
 from ..fsio import write_manifest
 from ..model.io import load_head, read_head_file
+from ..model.portrait import Portrait, render_frame, save_portrait, to_uint8
 from ..model.torso import TorsoConfig, TorsoNet, read_torso_file
-from ..render.portrait import Portrait, render_frame, save_portrait, to_uint8
 from .dataset import SubjectDataset
 from .losses import psnr
 from .torso import spread

@@ -28,10 +28,10 @@ import numpy as np
 import torch
 
 from ..fsio import atomic_file
-from ..model.head import HeadConfig, HeadNetwork
-from ..model.io import FORMAT as HEAD_FORMAT
-from ..model.renderer import render_image
-from ..model.torso import TorsoConfig, TorsoNet, pixel_coords
+from .head import HeadConfig, HeadNetwork
+from .io import FORMAT as HEAD_FORMAT
+from .renderer import render_image
+from .torso import TorsoConfig, TorsoNet, pixel_coords
 
 FORMAT = "ernerf-portrait/1"
 
