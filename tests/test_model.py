@@ -27,13 +27,16 @@ from ernerf_core.model.renderer import composite_weights, default_step, march_ra
 def naive_grid_encode(x01: np.ndarray, table: np.ndarray, spec: HashGridSpec, dim: int) -> np.ndarray:
     """torch-ngp gridencoder, transcribed point by point (float32 positions, uint32 hash)."""
     primes = [1, 2654435761, 805459861]
-    S = math.log2(spec.per_level_scale)
+    S = np.float32(math.log2(spec.per_level_scale))  # the kernel's `const float S`
     out = np.zeros((x01.shape[0], spec.levels * spec.features_per_level), dtype=np.float64)
     offset = 0
-    for level, lay in enumerate(grid_layout(spec, dim)):
-        scale = np.float32(2.0 ** (level * S) * spec.base_resolution - 1.0)
+    for level in range(spec.levels):
+        # allocation (Python side, float64): ceil(base * scale^l), (res + 1)^D rows, capped, rounded to 8
+        alloc = int(math.ceil(spec.base_resolution * spec.per_level_scale ** level))
+        size = int(math.ceil(min(2 ** spec.log2_table_size, (alloc + 1) ** dim) / 8) * 8)
+        # kernel (float32): scale = exp2f(level * S) * H - 1; resolution = ceil(scale) + 1
+        scale = np.float32(np.exp2(np.float32(level) * S) * np.float32(spec.base_resolution) - np.float32(1.0))
         resolution = int(math.ceil(scale)) + 1
-        size = lay["size"]
         for p in range(x01.shape[0]):
             pos = x01[p].astype(np.float32) * scale + np.float32(0.5)
             cell = np.floor(pos).astype(np.int64)
@@ -94,6 +97,33 @@ def test_hash_grid_matches_torch_ngp_transcription(spec, dim):
         rows.append(grid.table.detach()[starts[k]:starts[k] + sizes[level]])
     ref = naive_grid_encode(((x + 1) / 2).numpy(), torch.cat(rows).double().numpy(), spec, dim)
     np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("spec,dim", [
+    (HashGridSpec(levels=3, log2_table_size=14, base_resolution=16, finest_resolution=100), 2),
+    (HashGridSpec(levels=3, features_per_level=2, log2_table_size=19, base_resolution=4, finest_resolution=25), 3),
+])
+def test_hash_grid_level_hashed_into_a_table_that_is_not_a_power_of_two(spec, dim):
+    # torch-ngp allocates level 2 from ceil(base * scale^2) = finest (float64) but indexes it at
+    # ceil(exp2f(2 S) * base - 1) + 1 = finest + 1 (float32): the dense index no longer fits the
+    # table (rounded up to 8 rows, not a power of two), so torch-ngp hashes it and reduces % size.
+    test_hash_grid_matches_torch_ngp_transcription(spec, dim)  # the encoding is torch-ngp's
+    lay = grid_layout(spec, dim)
+    top = lay[-1]
+    assert top["size"] == int(math.ceil((spec.finest_resolution + 1) ** dim / 8) * 8)
+    assert top["stride"] == spec.finest_resolution + 2 and top["hashed"] and top["modulo"]
+    assert not any(lv["hashed"] for lv in lay[:-1])
+    # every row of the modulo level is reachable: the hash is reduced % size, not masked with size - 1
+    grid = HashGrid(spec, dim=dim)
+    x = torch.rand(20000, dim, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    lv = grid.levels
+    k = int(lv.output_order[spec.levels - 1])
+    from ernerf_core.model.encoders import hash_grid_indices
+    rows, _ = hash_grid_indices((x + 1) / 2, lv.proj, lv.mult, lv.offset, lv.mask, lv.n_hashed, lv.modulo)
+    start = int(lv.offset[k])
+    used = rows[:, k] - start
+    assert int(used.min()) >= 0 and int(used.max()) < top["size"]
+    assert int(used.max()) > top["size"] - 64  # a mask of size - 1 (binary 10...0111) never reaches the top rows
 
 
 def test_hash_grid_gradient_is_the_interpolation_weights():

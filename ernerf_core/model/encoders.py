@@ -4,7 +4,7 @@ The hash grid reproduces torch-ngp's ``gridencoder`` (used by ER-NeRF) in pure P
 same per-level resolutions, same dense-or-hashed rule per level, same spatial hash
 (primes 1, 2654435761, 805459861), same table sizes and initialisation, so a table trained
 here indexes like the reference's. The hot function is :func:`hash_grid_encode`; a native
-kernel with the same signature can replace it without changing callers.
+kernel with the same signature (``cuda_ext/gridencoder``) replaces it without changing callers.
 
 Shapes: ``P`` points, ``L`` levels, ``D`` input dims, ``F`` features per level.
 """
@@ -14,8 +14,11 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 from torch import nn
+
+from . import native_grid
 
 # torch-ngp's fast_hash primes (uint32 arithmetic).
 HASH_PRIMES = (1, 2654435761, 805459861)
@@ -47,64 +50,103 @@ class HashGridSpec:
         return asdict(self)
 
 
+def _kernel_scale(spec: HashGridSpec, level: int) -> float:
+    """torch-ngp's per-level position multiplier, in the kernel's float32 arithmetic:
+    ``exp2f(level * S) * H - 1.0f`` with ``S = (float) log2(per_level_scale)``."""
+    s32 = np.float32(math.log2(spec.per_level_scale))
+    v = np.exp2(np.float32(level) * s32) * np.float32(spec.base_resolution) - np.float32(1.0)
+    return float(np.float32(v))
+
+
 def grid_layout(spec: HashGridSpec, dim: int) -> list[dict]:
     """Per-level constants of a grid, computed exactly as torch-ngp's GridEncoder does.
 
     Returns one dict per level: ``scale`` (position multiplier), ``size`` (table rows),
-    ``stride`` (dense row stride = resolution + 1) and ``hashed`` (the dense index would
-    overflow the level's table, so the spatial hash is used).
+    ``stride`` (dense row stride = resolution + 1), ``hashed`` (the dense index would
+    overflow the level's table, so the spatial hash is used) and ``modulo`` (a hashed level
+    whose table is not a power of two: its hash is reduced ``% size``, not masked).
+
+    torch-ngp allocates a level from ``ceil(base * scale^l)`` (float64, Python side) but its
+    kernel indexes with ``ceil(exp2f(l * S) * H - 1) + 1`` (float32); the two can differ by
+    one (for example levels 3, base 16, finest 100: level 2 allocates 101^2 rows rounded to
+    10,208 and indexes at resolution 101, so 102^2 > 10,208 and the level hashes into a
+    table that is not a power of two). The kernel's rule is the one that decides, so it is
+    used here for ``stride`` and ``hashed``, and such a level gets ``modulo``.
     """
     max_params = 2 ** spec.log2_table_size
-    s = math.log2(spec.per_level_scale)
     levels = []
     for level in range(spec.levels):
         # allocation: resolution = ceil(base * scale^l); (res + 1)^D rows, capped, rounded to 8
         alloc_res = int(math.ceil(spec.base_resolution * spec.per_level_scale ** level))
         size = min(max_params, (alloc_res + 1) ** dim)
         size = int(math.ceil(size / 8) * 8)
-        # kernel: scale = 2^(l*S) * H - 1; resolution = ceil(scale) + 1
-        scale = math.exp2(level * s) * spec.base_resolution - 1.0
+        # kernel: scale = 2^(l*S) * H - 1 (float32); resolution = ceil(scale) + 1
+        scale = _kernel_scale(spec, level)
         resolution = int(math.ceil(scale)) + 1
-        levels.append({"scale": scale, "size": size, "stride": resolution + 1,
-                       "hashed": (resolution + 1) ** dim > size})
+        hashed = (resolution + 1) ** dim > size
+        levels.append({"scale": scale, "size": size, "stride": resolution + 1, "hashed": hashed,
+                       "modulo": hashed and bool(size & (size - 1))})
     return levels
+
+
+def _int32(v: int) -> int:
+    """An unsigned 32-bit value as the int32 with the same bits (int32 products wrap like uint32)."""
+    v &= _U32
+    return v - (1 << 32) if v >= 1 << 31 else v
 
 
 class GridLevels(nn.Module):
     """The levels of one or more hash grids packed into one table, in compute order.
 
-    Compute order puts hashed levels first, largest table first, so every hashed level
-    starts at a multiple of its (power of two) size: then ``(h & mask) + offset`` equals
-    ``(h & mask) | offset`` and the offset folds into the first dimension's term. Dense
-    levels follow. ``output_order`` [L] maps compute order back to the caller's order.
-    ``axes[i]`` names the input axes level i reads (tri-planes read two of three).
-    Buffers: ``proj`` [D*L, A] f32, ``mult`` [L, D] int32, ``offset`` [L] int32, ``mask`` [L]
-    int32, ``output_order`` [L] int64.
+    Compute order puts the hashed levels with power-of-two tables first, largest table
+    first, so every one of them starts at a multiple of its size: then ``(h & mask) +
+    offset`` equals ``(h & mask) | offset`` and the offset folds into the first dimension's
+    term. Hashed levels whose table is not a power of two (``modulo``, rare: see
+    :func:`grid_layout`) follow; their full 32-bit hash is reduced ``% size`` before the
+    offset is added. Dense levels come last. ``output_order`` [L] maps compute order back to
+    the caller's order. ``axes[i]`` names the input axes level i reads (tri-planes read two
+    of three). Buffers: ``proj`` [D*L, A] f32, ``mult`` [L, D] int32, ``offset`` [L] int32,
+    ``mask`` [L] int32 (-1: none), ``modulo`` [L] int32 (0: none), ``output_order`` [L] int64.
+    The first ``n_hashed`` levels combine their dimensions with xor, the others add.
     """
 
     def __init__(self, levels: list[dict], dim: int, axes: list[tuple[int, ...]], n_inputs: int):
         super().__init__()
-        order = sorted(range(len(levels)), key=lambda i: (not levels[i]["hashed"], -levels[i]["size"], i))
+
+        def kind(lv: dict) -> int:  # 0 hashed (power-of-two table), 1 hashed modulo, 2 dense
+            return 2 if not lv["hashed"] else int(bool(lv.get("modulo")))
+
+        order = sorted(range(len(levels)), key=lambda i: (kind(levels[i]), -levels[i]["size"], i))
         self.n_hashed = sum(lv["hashed"] for lv in levels)
-        mult, offset, mask = [], [], []
+        mult, offset, mask, modulo = [], [], [], []
         total = 0
         for i in order:
             lv = levels[i]
-            if lv["hashed"]:
+            if kind(lv) == 0:
                 m = lv["size"] - 1
                 # (g * prime) mod 2^32, masked, only depends on the prime's low bits
                 mult.append([p & m for p in HASH_PRIMES[:dim]])
                 mask.append(m)
+                modulo.append(0)
+            elif kind(lv) == 1:
+                mult.append([_int32(p) for p in HASH_PRIMES[:dim]])  # the whole 32-bit hash is needed
+                mask.append(-1)
+                modulo.append(lv["size"])
             else:
                 mult.append([lv["stride"] ** d for d in range(dim)])
                 mask.append(-1)
+                modulo.append(0)
             offset.append(total)
             total += lv["size"]
+        if total >= 2 ** 31:
+            raise ValueError(f"grid table of {total} rows is too large")
         self.total_rows = total
         self.dim = dim
         self.register_buffer("mult", torch.tensor(mult, dtype=torch.int32), persistent=False)
         self.register_buffer("offset", torch.tensor(offset, dtype=torch.int32), persistent=False)
         self.register_buffer("mask", torch.tensor(mask, dtype=torch.int32), persistent=False)
+        self.register_buffer("modulo", torch.tensor(modulo, dtype=torch.int32), persistent=False)
+        self.has_modulo = any(modulo)
         self.register_buffer("output_order", torch.argsort(torch.tensor(order)), persistent=False)
         # proj[d * L + l, a] = scale_l when level l reads input axis a as its dimension d
         proj = torch.zeros(dim, len(order), n_inputs)
@@ -113,16 +155,23 @@ class GridLevels(nn.Module):
                 proj[d, k, a] = levels[i]["scale"]
         self.register_buffer("proj", proj.view(-1, n_inputs), persistent=False)
 
+    def encode(self, x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        """x [P, A] in [0, 1] -> [L, P, F] in compute order (:func:`hash_grid_encode`)."""
+        return hash_grid_encode(x, table, self.proj, self.mult, self.offset, self.mask, self.n_hashed,
+                                self.modulo if self.has_modulo else None)
+
 
 @torch.no_grad()
 def hash_grid_indices(x: torch.Tensor, proj: torch.Tensor, mult: torch.Tensor,
                       offset: torch.Tensor, mask: torch.Tensor,
-                      n_hashed: int) -> tuple[torch.Tensor, torch.Tensor]:
+                      n_hashed: int, modulo: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Table rows and interpolation weights of every corner at every level.
 
     x [P, A] in [0, 1]; proj [D*L, A] maps x to each level's scaled grid position
     (tri-planes: level l reads two of the three axes, times the level's scale); levels in
-    :class:`GridLevels` compute order (the first ``n_hashed`` hashed).
+    :class:`GridLevels` compute order (the first ``n_hashed`` hashed); ``modulo`` [L] (or
+    None): levels with a non-zero entry reduce their 32-bit hash ``% modulo`` before
+    ``offset`` is added (hashed tables that are not a power of two).
     Returns (rows [C, L, P] int32, weights [C, L, P] float32), C = 2^D corners; corner c has
     bit d set when it is the upper neighbour along dimension d. The corner- and level-major
     layout keeps every elementwise op contiguous and its inner loop long on the CPU.
@@ -141,7 +190,12 @@ def hash_grid_indices(x: torch.Tensor, proj: torch.Tensor, mult: torch.Tensor,
         lo[:, :n_hashed] &= hm
         hi[:, :n_hashed] &= hm
     # hashed: offset is a multiple of the table size, so adding it equals or-ing it
-    off = offset.view(-1, 1)
+    mod_levels = None
+    if modulo is not None and bool((modulo != 0).any()):
+        mod_levels = (modulo != 0).nonzero().squeeze(1)
+        off = torch.where(modulo != 0, torch.zeros_like(offset), offset).view(-1, 1)  # added after the modulo
+    else:
+        off = offset.view(-1, 1)
     rows = torch.stack([lo[0] + off, hi[0] + off])  # [2, L, P]
     weights = torch.stack([1.0 - frac[0], frac[0]])  # [2, L, P]
     for d in range(1, D):  # the new dimension becomes the slower-varying corner bit
@@ -152,6 +206,10 @@ def hash_grid_indices(x: torch.Tensor, proj: torch.Tensor, mult: torch.Tensor,
         rows = combined.flatten(0, 1)
         w = torch.stack([1.0 - frac[d], frac[d]])
         weights = (w[:, None] * weights[None]).flatten(0, 1)
+    if mod_levels is not None:  # the int32 bits are the uint32 hash: reduce it as torch-ngp does
+        h = rows[:, mod_levels].to(torch.int64) & _U32
+        size = modulo[mod_levels].to(torch.int64).view(1, -1, 1)
+        rows[:, mod_levels] = (h % size + offset[mod_levels].to(torch.int64).view(1, -1, 1)).to(torch.int32)
     return rows, weights
 
 
@@ -186,18 +244,33 @@ class _GatherInterpolate(torch.autograd.Function):
 
 def hash_grid_encode(x: torch.Tensor, table: torch.Tensor, proj: torch.Tensor,
                      mult: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor,
-                     n_hashed: int) -> torch.Tensor:
+                     n_hashed: int, modulo: torch.Tensor | None = None) -> torch.Tensor:
     """Encode points with multiresolution hash-grid levels (torch-ngp semantics, linear interp).
 
     x [P, A] in [0, 1]; table [T, F]; per-level constants from :class:`GridLevels`
-    (``proj`` [D*L, A], ``mult`` [L, D], ``offset`` [L], ``mask`` [L]; compute order).
-    Returns [L, P, F], levels in compute order. Differentiable w.r.t. ``table`` only (ER-NeRF
-    never needs gradients w.r.t. positions). This is the hot function a native kernel replaces.
+    (``proj`` [D*L, A], ``mult`` [L, D], ``offset`` [L], ``mask`` [L], ``modulo`` [L] or None;
+    compute order). Returns [L, P, F], levels in compute order. Differentiable w.r.t.
+    ``table`` only (ER-NeRF never needs gradients w.r.t. positions here).
+
+    Runs the native kernel (``cuda_ext/gridencoder``, :mod:`ernerf_core.model.native_grid`)
+    when it is enabled and built for the tensors' device (``ERNERF_EXT``), else
+    :func:`hash_grid_encode_reference`, which it matches.
     """
+    out = native_grid.try_encode(x, table, proj, mult, offset, mask, n_hashed, modulo)
+    if out is not None:
+        return out
+    return hash_grid_encode_reference(x, table, proj, mult, offset, mask, n_hashed, modulo)
+
+
+def hash_grid_encode_reference(x: torch.Tensor, table: torch.Tensor, proj: torch.Tensor,
+                               mult: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor,
+                               n_hashed: int, modulo: torch.Tensor | None = None) -> torch.Tensor:
+    """The pure-PyTorch :func:`hash_grid_encode` (any device; the native kernels' oracle)."""
     if x.shape[0] > ENCODE_CHUNK:  # cache-sized pieces: about 2x faster on a CPU than one big pass
-        return torch.cat([hash_grid_encode(x[i:i + ENCODE_CHUNK], table, proj, mult, offset, mask, n_hashed)
+        return torch.cat([hash_grid_encode_reference(x[i:i + ENCODE_CHUNK], table, proj, mult, offset, mask,
+                                                     n_hashed, modulo)
                           for i in range(0, x.shape[0], ENCODE_CHUNK)], dim=1)
-    rows, weights = hash_grid_indices(x, proj, mult, offset, mask, n_hashed)
+    rows, weights = hash_grid_indices(x, proj, mult, offset, mask, n_hashed, modulo)
     return _GatherInterpolate.apply(table, rows, weights)
 
 
@@ -232,7 +305,7 @@ class TriPlaneHashGrid(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         unit = (x + self.bound) / (2 * self.bound)  # [P, 3] in [0, 1]
         lv = self.levels
-        out = hash_grid_encode(unit, self.table, lv.proj, lv.mult, lv.offset, lv.mask, lv.n_hashed)  # [L, P, F]
+        out = lv.encode(unit, self.table)  # [L, P, F]
         return out.index_select(0, lv.output_order).permute(1, 0, 2).reshape(x.shape[0], self.out_dim)
 
 
@@ -254,7 +327,7 @@ class HashGrid(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         unit = (x + self.bound) / (2 * self.bound)  # [P, D] in [0, 1]
         lv = self.levels
-        out = hash_grid_encode(unit, self.table, lv.proj, lv.mult, lv.offset, lv.mask, lv.n_hashed)  # [L, P, F]
+        out = lv.encode(unit, self.table)  # [L, P, F]
         return out.index_select(0, lv.output_order).permute(1, 0, 2).reshape(x.shape[0], self.out_dim)
 
 

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as nnF
 from torch import nn
 
+from . import native_grid
 from .encoders import FrequencyEncoder, HashGridSpec, grid_layout
 from .io import read_model_file, save_model_file
 
@@ -151,6 +152,15 @@ class TiledGrid2D(nn.Module):
         if sum(sizes) >= 2 ** 31:
             raise ValueError(f"grid table of {sum(sizes)} rows is too large")
         self.register_buffer("offset", torch.tensor(offsets, dtype=torch.int32).view(-1, 1), persistent=False)
+        # the same levels as the native grid encoder's constants (cuda_ext/gridencoder: tiled = dense
+        # index + mask, combined by addition, n_xor = 0); proj[d * L + l, d] = scale_l
+        L = len(levels)
+        proj = torch.zeros(2, L, 2)
+        proj[0, :, 0] = self.scale
+        proj[1, :, 1] = self.scale
+        self.register_buffer("k_proj", proj.view(2 * L, 2), persistent=False)
+        self.register_buffer("k_mult", torch.stack([torch.ones_like(strides), strides], -1), persistent=False)
+        self.register_buffer("k_modulo", torch.zeros(L, dtype=torch.int32), persistent=False)
         self.table = nn.Parameter(torch.empty(sum(sizes), spec.features_per_level))
         nn.init.uniform_(self.table, -1e-4, 1e-4)
         self.out_dim = spec.out_dim
@@ -158,6 +168,15 @@ class TiledGrid2D(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         P, L, F = x.shape[0], self.spec.levels, self.spec.features_per_level  # noqa: N806
         unit = ((x + 1) / 2).clamp(0.0, 1.0)  # [P, 2]
+        out = native_grid.try_encode(unit, self.table, self.k_proj, self.k_mult, self.offset.view(-1),
+                                     self.mask.view(-1), 0, self.k_modulo, input_grad=True)  # [L, P, F] or None
+        if out is not None:
+            return out.permute(1, 0, 2).reshape(P, L * F)
+        return self.forward_reference(unit)
+
+    def forward_reference(self, unit: torch.Tensor) -> torch.Tensor:
+        """The pure-PyTorch forward on ``unit`` [P, 2] = clamped (x + 1) / 2 (the kernel's oracle)."""
+        P, L, F = unit.shape[0], self.spec.levels, self.spec.features_per_level  # noqa: N806
         pos = unit.unsqueeze(1) * self.scale.view(1, -1, 1) + 0.5  # [P, L, 2]
         cell = pos.detach().floor()
         frac = pos - cell  # carries the gradient w.r.t. x
