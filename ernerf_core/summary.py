@@ -60,7 +60,8 @@ def summarize(config_path: Path = Path("config/config.yaml"), results: Path = Pa
             shown = ", ".join(f"{k}={_fmt(v)}" for k, v in data.items() if not isinstance(v, (dict, list)))
             lines.append(f"  {'render metrics':<16} {shown}")
             sync = data.get("lipsync") or {}
-            lines.append(f"  {'lip sync':<16} " + ", ".join(f"{k}={_fmt(v)}" for k, v in sync.items()))
+            lines.append(f"  {'lip sync':<16} " + ", ".join(f"{k}={_fmt(v)}" for k, v in sync.items()
+                                                          if not isinstance(v, (dict, list))))
         for video in sorted((root / "render").rglob("*.mp4")) if (root / "render").exists() else []:
             lines.append(f"  video            {video} ({video.stat().st_size / 1e6:.1f} MB)")
     return "\n".join(lines)

@@ -121,9 +121,46 @@ def test_render_test_writes_videos_sheet_and_metrics(portrait, tmp_path):
     assert 5 < metrics["psnr"] < 60 and 0 < metrics["ssim"] <= 1 and metrics["render_fps"] > 0
     assert metrics["psnr_head_region"] is not None
     assert (metrics["lpips"] is None) == (metrics["lpips_unavailable"] is not None)
-    assert set(metrics["lipsync"]) >= {"mouth_corr_truth", "audio_envelope_corr", "face_found_share"}
+    assert set(metrics["lipsync"]) >= {"mouth_corr_truth", "audio_envelope_corr", "face_found_share",
+                                       "mouth_corr_truth_frames", "mouth_corr_truth_ci95",
+                                       "mouth_width_corr_truth", "opening_spread", "audio_swap"}
     assert len(metrics["per_frame"]["psnr"]) == n_val
     assert summary["psnr"] == metrics["psnr"]
+    # audio swap: each val frame rendered again with the audio of the frame half the split away
+    swap = metrics["lipsync"]["audio_swap"]
+    assert swap["shift_frames"] == n_val // 2
+    assert swap["lips_rect_pixel_change"]["frames"] == n_val
+
+
+def test_audio_swap_tells_a_head_that_hears_from_one_that_ignores_audio(portrait, tmp_path):
+    """A random head barely uses its audio code (it varies by 1e-4); amplify the per-point audio
+    attention so the audio moves the render, then zero it so the audio cannot."""
+    import torch
+
+    from ernerf_core.model.io import load_head, save_head
+
+    def swap_change(name, gain):
+        head = load_head(portrait.root / "lips" / "model.pt")
+        with torch.no_grad():
+            for key, prm in head.named_parameters():
+                if key.startswith("audio_net") and key.endswith("bias"):
+                    prm.zero_()  # the code then varies with the features, not with the biases
+            head.encoder.table.uniform_(-1, 1)  # position features of order 1, not 1e-4
+            head.aud_ch_att_net.net[-1].weight.mul_(gain)
+        save_head(tmp_path / name / "model.pt", head, head.meta)
+        assemble_portrait(subject="synth", data_dir=portrait.data_dir, head_path=tmp_path / name / "model.pt",
+                          torso_path=portrait.root / "torso" / "model.pt", model_path=tmp_path / name / "p.pt",
+                          manifest_path=tmp_path / name / "portrait.json", val_frames=1, device="cpu")
+        out = tmp_path / name / "render"
+        render_test(subject="synth", model_path=tmp_path / name / "p.pt", data_dir=portrait.data_dir,
+                    video_path=out / "test.mp4", side_by_side_path=out / "sbs.mp4",
+                    sheet_path=out / "sheet.png", metrics_path=out / "metrics.json", device="cpu")
+        change = json.loads((out / "metrics.json").read_text())["lipsync"]["audio_swap"]["lips_rect_pixel_change"]
+        assert change["frames"] == portrait.n_frames - portrait.n_train
+        return change["mean"]
+
+    assert swap_change("hears", 1e6) > 1.0  # grey levels (0..255) in the lips rectangle
+    assert swap_change("deaf", 0.0) == 0.0
 
 
 def _driving(tmp_path, n_frames, backend="mel", shape=(16, 80)):

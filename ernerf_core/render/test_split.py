@@ -9,8 +9,17 @@ Writes (each atomically):
 - ``metrics.json``: full-frame PSNR and SSIM (with the torso), PSNR of the face box
   (landmarks' bounding box: the head region), LPIPS (null with the reason when the AlexNet
   weights are not on this machine), LMD (mouth landmarks 48-67, mean-centred, pixels),
-  the lip-sync scores (rendered mouth opening vs ground-truth mouth opening, and vs the
-  audio envelope; see :mod:`ernerf_core.metrics.lipsync`) and the render speed.
+  the lip-sync scores (see :mod:`ernerf_core.metrics.lipsync`) and the render speed.
+  ``lipsync``: every correlation with its frame count and a seeded moving-block bootstrap
+  95 % interval (``*_frames``, ``*_ci95``): rendered vs true mouth opening
+  (``mouth_corr_truth``), mouth width (``mouth_width_corr_truth``), opening vs the audio
+  envelope; ``opening_spread`` (std of the rendered opening / the truth's: an average mouth
+  is near 0); ``audio_swap``: each val frame rendered again with the audio window of the
+  frame half the split away: ``ratio`` = spread of the rendered opening's change / spread
+  of the true opening's change between those frames (1 = the mouth follows the audio, 0 =
+  the audio has no effect), ``corr_with_source_truth``, and ``lips_rect_pixel_change``
+  (mean grey-level change in the lips rectangle, measurable without a detected face).
+  ``lmd_ci95``: the interval of the mean LMD.
 
 Frames are rendered, measured and streamed to both encoders one at a time, so memory does
 not grow with the length of the split.
@@ -31,7 +40,16 @@ from ..errors import StageError
 from ..fsio import write_json
 from ..media.frames import write_png
 from ..media.video import FPS, VideoWriter
-from ..metrics.lipsync import lipsync_score, mouth_opening_from_landmarks, pearson
+from ..metrics.lipsync import (
+    audio_swap_figure,
+    correlation_with_interval,
+    lipsync_score,
+    mean_with_interval,
+    mouth_opening_from_landmarks,
+    mouth_width_from_landmarks,
+    spread_ratio,
+    swap_shift,
+)
 from ..metrics.lmd import MEDIAPIPE_MOUTH_68, mouth_distance
 from ..metrics.lpips_metric import load_lpips_metric
 from ..metrics.psnr import psnr
@@ -58,52 +76,84 @@ def _load(subject: str, model_path: Path, device: torch.device):
 class MouthTracks:
     """Face-mesh landmarks of the rendered and the real clip, frame by frame (video mode).
 
-    Per frame only the mouth opening and the 20 mouth points are kept, so a long split
-    costs a few hundred bytes a frame.
+    Per frame only the mouth opening, the mouth width and the 20 mouth points are kept, so a
+    long split costs a few hundred bytes a frame. ``swap`` (optional) tracks the audio-swap
+    renders: each val frame's pose and eyes with the audio window of another val frame.
     """
+
+    KEYS = ("render", "truth", "swap")
 
     def __init__(self):
         from ..media.face_mesh import MeshTracker
 
-        self.trackers = {"render": MeshTracker(max_faces=1), "truth": MeshTracker(max_faces=1)}
-        self.opening: dict[str, list[float]] = {"render": [], "truth": []}
-        self.mouth: dict[str, list[np.ndarray | None]] = {"render": [], "truth": []}
+        self.trackers = {k: MeshTracker(max_faces=1) for k in self.KEYS}
+        self.opening: dict[str, list[float]] = {k: [] for k in self.KEYS}
+        self.width: dict[str, list[float]] = {k: [] for k in self.KEYS}
+        self.mouth: dict[str, list[np.ndarray | None]] = {k: [] for k in self.KEYS}
 
-    def add(self, render: np.ndarray, truth: np.ndarray) -> None:
-        for key, img in (("render", render), ("truth", truth)):
-            mesh, _ = self.trackers[key](np.ascontiguousarray(img))
-            if mesh is None:
-                self.opening[key].append(float("nan"))
-                self.mouth[key].append(None)
-            else:
-                mesh = mesh.astype(np.float64)
-                self.opening[key].append(float(mouth_opening_from_landmarks(mesh[None])[0]))
-                self.mouth[key].append(mesh[MEDIAPIPE_MOUTH_68, :2])
+    def _track(self, key: str, img: np.ndarray) -> None:
+        mesh, _ = self.trackers[key](np.ascontiguousarray(img))
+        if mesh is None:
+            self.opening[key].append(float("nan"))
+            self.width[key].append(float("nan"))
+            self.mouth[key].append(None)
+        else:
+            mesh = mesh.astype(np.float64)
+            self.opening[key].append(float(mouth_opening_from_landmarks(mesh[None])[0]))
+            self.width[key].append(float(mouth_width_from_landmarks(mesh[None])[0]))
+            self.mouth[key].append(mesh[MEDIAPIPE_MOUTH_68, :2])
+
+    def add(self, render: np.ndarray, truth: np.ndarray, swapped: np.ndarray | None = None) -> None:
+        self._track("render", render)
+        self._track("truth", truth)
+        if swapped is not None:
+            self._track("swap", swapped)
 
     def close(self) -> None:
         for t in self.trackers.values():
             t.close()
 
-    def results(self, wav: np.ndarray, sample_rate: int) -> dict:
+    def results(self, wav: np.ndarray, sample_rate: int, swap_source: np.ndarray | None = None) -> dict:
+        """The mouth block of metrics.json; ``swap_source[k]`` = the frame whose audio the k-th
+        swap render got (None: no swap renders)."""
         open_r, open_t = np.array(self.opening["render"]), np.array(self.opening["truth"])
+        width_r, width_t = np.array(self.width["render"]), np.array(self.width["truth"])
         lmd = [mouth_distance(a, b) for a, b in zip(self.mouth["render"], self.mouth["truth"], strict=True)
                if a is not None and b is not None]
+        lmd_stats = mean_with_interval(np.array(lmd))
         rendered = lipsync_score(open_r, wav, sample_rate)
         truth = lipsync_score(open_t, wav, sample_rate)
-        corr_truth = pearson(open_r, open_t)
+        corr_truth = correlation_with_interval(open_r, open_t)
+        swap = None
+        if swap_source is not None and len(self.opening["swap"]) == len(open_r):
+            swap = {"shift_frames": int(swap_source[0]) if len(swap_source) else 0,
+                    **audio_swap_figure(open_r, np.array(self.opening["swap"]), open_t, swap_source)}
         finite = lambda v: [None if not np.isfinite(x) else float(x) for x in v]  # noqa: E731
         return {
-            "lmd": float(np.mean(lmd)) if lmd else None,
+            "lmd": lmd_stats["mean"],
             "lmd_frames": len(lmd),
+            "lmd_ci95": lmd_stats["ci95"],
             "lipsync": {
-                "mouth_corr_truth": None if not np.isfinite(corr_truth) else corr_truth,
+                "mouth_corr_truth": corr_truth["r"],
+                "mouth_corr_truth_frames": corr_truth["frames"],
+                "mouth_corr_truth_ci95": corr_truth["ci95"],
+                "mouth_width_corr_truth": correlation_with_interval(width_r, width_t),
+                "opening_spread": spread_ratio(open_r, open_t),
+                "audio_swap": swap,
                 "audio_envelope_corr": rendered["audio_envelope_corr"],
+                "audio_envelope_corr_frames": rendered["frames"],
+                "audio_envelope_corr_ci95": rendered["ci95"],
                 "lag_frames": rendered["lag_frames"],
                 "truth_audio_envelope_corr": truth["audio_envelope_corr"],
+                "truth_audio_envelope_corr_ci95": truth["ci95"],
                 "face_found_share": rendered["face_found_share"],
                 "truth_face_found_share": truth["face_found_share"],
+                "bootstrap": {"kind": "moving block", "resamples": 2000, "seed": 0,
+                              "block_frames": corr_truth["block"]},
             },
-            "mouth_opening": {"render": finite(open_r), "truth": finite(open_t)},
+            "mouth_opening": {"render": finite(open_r), "truth": finite(open_t),
+                              **({"swap": finite(self.opening["swap"])} if swap else {})},
+            "mouth_width": {"render": finite(width_r), "truth": finite(width_t)},
         }
 
 
@@ -117,10 +167,13 @@ def _val_audio(data_dir: Path, first_aud_id: int, n_frames: int) -> tuple[np.nda
 
 def render_test(*, subject: str, model_path, data_dir, video_path, side_by_side_path, sheet_path,
                 metrics_path, downscale: float = 1.0, device: str = "auto", sheet_frames: int = 8,
-                chunk: int = 1 << 15) -> dict:
+                chunk: int = 1 << 15, audio_swap: bool = True) -> dict:
     """Render the val split of ``data_dir`` with the portrait ``model_path``; write the four outputs.
 
     ``downscale`` > 1 renders (and measures against ground truth shrunk to) ``H / downscale``.
+    ``audio_swap`` renders every val frame a second time with the audio window of the frame
+    half the split away (circular) and reports how much the mouth moved (``lipsync.audio_swap``);
+    it doubles the rendering time.
     """
     dev = resolve_device(device)
     if downscale < 1:
@@ -151,6 +204,9 @@ def render_test(*, subject: str, model_path, data_dir, video_path, side_by_side_
     picks = set(pick_indices(n, sheet_frames).tolist())
     sheet_pairs, psnrs, face_psnrs, ssims, lpipss = [], [], [], [], []
     tracks = MouthTracks()
+    shift = swap_shift(n) if audio_swap else 0
+    swap_source = (np.arange(n) + shift) % n if shift else None
+    swap_pixels: list[float] = []  # mean |swap render - render| in the lips rectangle, 0..255
     render_seconds = 0.0
     try:
         with VideoWriter(video_path, W, H, n_frames=n, audio=wav_path, audio_start=start) as video, \
@@ -171,10 +227,19 @@ def render_test(*, subject: str, model_path, data_dir, video_path, side_by_side_
                 ssims.append(ssim(frame, truth))
                 if lpips_metric is not None:
                     lpipss.append(lpips_metric.distance(frame, truth))
-                tracks.add(frame, truth)
+                swapped = None
+                if swap_source is not None:
+                    swapped = to_uint8(render_frame(portrait, val.poses[k], val.audio_window(int(swap_source[k])),
+                                                    float(val.eye[k]), size=(H, W), chunk=chunk)["image"])
+                    l0, l1, m0, m1 = val.lips_rect(k)
+                    swap_pixels.append(float(np.abs(swapped[l0:l1, m0:m1].astype(np.float64)
+                                                    - frame[l0:l1, m0:m1]).mean()))
+                tracks.add(frame, truth, swapped)
                 if k in picks:
                     sheet_pairs.append((truth, frame, f"#{int(val.img_ids[k])}"))
-        mouth = tracks.results(wav, sr)
+        mouth = tracks.results(wav, sr, swap_source)
+        if mouth["lipsync"]["audio_swap"] is not None:
+            mouth["lipsync"]["audio_swap"]["lips_rect_pixel_change"] = mean_with_interval(np.array(swap_pixels))
     finally:
         tracks.close()
     write_png(sheet_path, contact_sheet(sheet_pairs, columns=4, tile=min(256, W)))
@@ -199,4 +264,4 @@ def render_test(*, subject: str, model_path, data_dir, video_path, side_by_side_
              "%.2f fps", subject, n, W, H, num(metrics["psnr"], ".2f"), num(metrics["psnr_head_region"], ".2f"),
              num(metrics["ssim"]), num(metrics["lmd"]), num(metrics["lipsync"]["mouth_corr_truth"]),
              metrics["render_fps"])
-    return {k: v for k, v in metrics.items() if k not in ("per_frame", "mouth_opening")}
+    return {k: v for k, v in metrics.items() if k not in ("per_frame", "mouth_opening", "mouth_width")}
