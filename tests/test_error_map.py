@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
+from step_probe import FRAME, probe_step
+from synthetic_subject import make_synthetic_subject
 
 from ernerf_core.train.error_map import EMA_OLD, ErrorMap
+from ernerf_core.train.head import HeadRun
 from ernerf_core.train.sampling import PixelSampler, patch_pixels, rect_pixels, uniform_pixels
 
 H, W = 96, 64
@@ -92,3 +96,75 @@ def test_compact_cpu_storage_and_checkpoint_state():
     other = ErrorMap(3, H, W, cells=32)
     other.load_state_dict(small.state_dict())
     assert torch.equal(other.grid, small.grid)
+
+
+# --- the error map inside the head's training step -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def subject(tmp_path_factory):
+    return make_synthetic_subject(tmp_path_factory.mktemp("emap"), n_frames=12, size=48, feature_dim=8)
+
+
+def head_run(subject, work, **extra) -> HeadRun:
+    model = {"grids": {p: {"levels": 4, "log2_table_size": 10, "base_resolution": 8, "finest_resolution": 32}
+                       for p in ("xy", "yz", "xz")}, "occupancy_resolution": 32}
+    settings = {"downscale": 1, "val_every": 0, "final_val_frames": 1, "checkpoint_every": 100, "num_rays": 2000,
+                "iters": 10, "lips_share": 0.0, "error_map": True, "error_map_cells": 16,
+                "error_map_uniform": 0.25, "model": model, **extra}
+    return HeadRun(stage="train_head", subject="synth", data_dir=subject.data_dir, work_dir=work,
+                   settings=settings, device="cpu")
+
+
+CORNER = (slice(0, 4), slice(0, 4))  # 4 x 4 of the 16 x 16 cells: the top-left 12 x 12 px of 48 x 48
+
+
+def test_the_training_step_draws_its_rays_from_the_error_map(subject, tmp_path, monkeypatch):
+    """A map that says "all the error is in the top-left corner" sends the step's rays there; a step that
+    sampled uniformly (no map given to the sampler, or the map ignored) draws 1/16 of them there."""
+    r = head_run(subject, tmp_path)
+    emap = r.error_map
+    emap.grid.fill_(1e-3)
+    emap.grid[FRAME, CORNER[0], CORNER[1]] = 1.0
+    seen = probe_step(monkeypatch, r.step_fn, lambda R: torch.zeros(R, 3))  # noqa: N803
+    r.step_fn(1)
+    rows, cols = seen["pixels"] // 48, seen["pixels"] % 48
+    hit = float(((rows < 12) & (cols < 12)).float().mean())
+    area = 1 / 16
+    e_total = 16 * 1.0 + (256 - 16) * 1e-3
+    expected = 0.75 * 16 / e_total + 0.25 * area  # (1 - u) * the corner's error share + u * its area
+    assert seen["pixels"].numel() == 2000
+    assert hit == pytest.approx(expected, abs=0.04) and hit > 10 * area
+
+
+def test_the_training_step_updates_the_map_where_it_rendered(subject, tmp_path, monkeypatch):
+    """After one step, exactly the cells of the rendered pixels of the step's frame hold the EMA of the
+    step's per-ray loss (a residual of 0.2 everywhere: l2 loss 0.04); nothing else moved."""
+    r = head_run(subject, tmp_path, num_rays=100)  # fewer rays than cells: some cells stay untouched
+    emap = r.error_map
+    before = emap.grid.clone()
+    assert torch.all(before == 1)  # maps start at 1
+    seen = probe_step(monkeypatch, r.step_fn, lambda R: torch.full((R, 3), 0.2))  # noqa: N803
+    r.step_fn(1)
+    pixels = seen["pixels"]
+    touched = torch.zeros(emap.gh, emap.gw, dtype=torch.bool)
+    touched[emap.row_cell[pixels // 48], emap.col_cell[pixels % 48]] = True
+    assert 0 < int(touched.sum()) < touched.numel()
+    value = torch.tensor(EMA_OLD * 1.0 + (1 - EMA_OLD) * 0.04, dtype=torch.float16)
+    assert torch.all(emap.grid[FRAME][touched] == value)
+    assert torch.all(emap.grid[FRAME][~touched] == 1)
+    others = [i for i in range(len(emap.grid)) if i != FRAME]
+    assert torch.equal(emap.grid[others], before[others])
+
+
+def test_a_short_real_run_moves_every_visited_frames_map_below_its_start(subject, tmp_path):
+    """No probe: ten real steps (renderer, loss, update) leave the visited frames' maps below 1 where
+    rays went, and the checkpoint carries them (resume gets the same maps)."""
+    r = head_run(subject, tmp_path, iters=10, checkpoint_every=10)
+    r.train()
+    grid = r.error_map.grid.float()
+    visited = (grid < 1).flatten(1).any(1)
+    assert int(visited.sum()) >= 3
+    assert float(grid[visited].min()) < 0.1  # an l2 loss of a 48 px head is far below the start value 1
+    again = head_run(subject, tmp_path, iters=10, checkpoint_every=10)
+    assert again.trainer.step == 10 and torch.equal(again.error_map.grid, r.error_map.grid)

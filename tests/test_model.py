@@ -347,3 +347,84 @@ def test_save_and_load_head_render_identically(tmp_path):
     a = render_image(model, pose, (10.0, 10.0, 4.0, 4.0), 8, 8, aud, 0.1, None)["image"]
     b = render_image(loaded, pose, (10.0, 10.0, 4.0, 4.0), 8, 8, aud, 0.1, None)["image"]
     assert torch.equal(a, b)
+
+
+# --- per-plane grid settings (model.grids.xy / yz / xz) reach the network ---------------------------------
+
+PLANE_SPECS = {  # a different grid on each plane; every per-level scale is exactly 2
+    "xy": {"levels": 2, "log2_table_size": 10, "base_resolution": 8, "finest_resolution": 16},
+    "yz": {"levels": 3, "log2_table_size": 12, "base_resolution": 12, "finest_resolution": 48},
+    "xz": {"levels": 4, "log2_table_size": 11, "base_resolution": 16, "finest_resolution": 128},
+}
+PLANE_AXES = {"xy": (0, 1), "yz": (1, 2), "xz": (0, 2)}
+
+
+def level_rows(spec: dict) -> list[int]:
+    """torch-ngp's table rows per level of a 2D grid: (ceil(base * 2^l) + 1)^2, capped, rounded up to 8."""
+    out = []
+    for level in range(spec["levels"]):
+        res = spec["base_resolution"] * 2 ** level
+        out.append(int(math.ceil(min(2 ** spec["log2_table_size"], (res + 1) ** 2) / 8) * 8))
+    return out
+
+
+def count_kinks(y: torch.Tensor) -> list[int]:
+    """Per column of y [N, C] (a piecewise-linear function sampled along a line): how many kinks."""
+    d2 = (y[2:] - 2 * y[1:-1] + y[:-2]).abs()
+    counts = []
+    for c in range(y.shape[1]):
+        # kinks are a few hundred of 8,000 samples at most: the median is float32 noise
+        thresh = max(1e-3 * float(d2[:, c].max()), 30 * float(d2[:, c].median()))
+        hot = (d2[:, c] > thresh).nonzero().squeeze(1)
+        counts.append(int(1 + (hot[1:] - hot[:-1] > 1).sum()) if hot.numel() else 0)
+    return counts
+
+
+def plane_features(encoder, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    out = encoder(x)
+    parts, start = {}, 0
+    for p in ("xy", "yz", "xz"):
+        n = PLANE_SPECS[p]["levels"]
+        parts[p], start = out[:, start:start + n], start + n
+    assert start == out.shape[1]
+    return parts
+
+
+def test_per_plane_grid_settings_reach_the_network(tmp_path):
+    """model.grids through the head stage's settings: each plane's encoder has its own levels (its share
+    of the features), table size (rows) and resolutions (kinks along a line = grid lines crossed), and
+    the model file keeps them."""
+    from synthetic_subject import make_synthetic_subject
+
+    from ernerf_core.train.head import HeadRun
+
+    subj = make_synthetic_subject(tmp_path / "s", n_frames=4, size=32, feature_dim=8)
+    run = HeadRun(stage="train_head", subject="s", data_dir=subj.data_dir, work_dir=tmp_path / "w",
+                  settings={"iters": 1, "downscale": 1, "model": {"grids": PLANE_SPECS, "occupancy_resolution": 32}},
+                  device="cpu")
+    path = tmp_path / "model.pt"
+    save_head(path, run.model, {"audio": {}})
+    for model in (run.model, load_head(path)):
+        enc = model.encoder
+        for p, spec in PLANE_SPECS.items():
+            assert enc.specs[p] == HashGridSpec(**spec), p
+        assert enc.out_dim == sum(s["levels"] for s in PLANE_SPECS.values())
+        assert enc.table.shape[0] == sum(sum(level_rows(s)) for s in PLANE_SPECS.values())
+        with torch.no_grad():
+            enc.table.copy_(torch.randn(enc.table.shape, generator=torch.Generator().manual_seed(0)))
+        b = enc.bound
+        u = torch.linspace(0.001, 0.999, 8192)
+        for p, (a0, a1) in PLANE_AXES.items():
+            spec = PLANE_SPECS[p]
+            # along the plane's first axis: its features bend at each grid line (base * 2^l - 1 of them)
+            x = torch.full((u.numel(), 3), 0.3137 * b)
+            x[:, a0] = (2 * u - 1) * b
+            kinks = count_kinks(plane_features(enc, x)[p].detach())
+            expected = [spec["base_resolution"] * 2 ** level - 1 for level in range(spec["levels"])]
+            assert all(abs(k - e) <= 2 for k, e in zip(kinks, expected, strict=True)), (p, kinks, expected)
+            # along the axis the plane does not see: its features stay put
+            other = ({0, 1, 2} - {a0, a1}).pop()
+            x = torch.full((64, 3), 0.3137 * b)
+            x[:, other] = torch.linspace(-b, b, 64)
+            feats = plane_features(enc, x)[p].detach()
+            assert torch.equal(feats, feats[:1].expand_as(feats)), p

@@ -10,6 +10,7 @@ import pytest
 import torch
 import yaml
 from conftest import REPO
+from step_probe import face_of, probe_step
 from synthetic_subject import make_synthetic_subject
 
 from ernerf_core.errors import StageError
@@ -21,8 +22,11 @@ from ernerf_core.train.head import (
     LIPS_DEFAULTS,
     HeadRun,
     HeadStep,
+    _spread,
+    init_occupancy,
     resolve_settings,
     train_head,
+    validate,
 )
 from ernerf_core.train.lips import finetune_lips
 from ernerf_core.train.losses import LOSSES, psnr
@@ -117,6 +121,81 @@ def run(subject, work: Path, iters: int, **extra) -> HeadRun:
                    settings={**FAST, "iters": iters, **extra}, device="cpu")
 
 
+# a step whose only term is the photometric one: no uncertainty, entropy, ambient or lips-share terms
+PLAIN = {"unc_loss": False, "lambda_entropy": 0.0, "lambda_amb": 0.0, "lips_share": 0.0, "error_map": False}
+
+
+def criterion(kind: str, r: torch.Tensor, delta: float) -> torch.Tensor:
+    """The four photometric losses of a residual r, written out (not through the library)."""
+    a = r.abs()
+    return {"l2": r ** 2, "l1": a,
+            "huber": torch.where(a < delta, 0.5 * r ** 2, delta * (a - 0.5 * delta)),
+            "smooth_l1": torch.where(a < delta, 0.5 * r ** 2 / delta, a - 0.5 * delta)}[kind]
+
+
+def spread_residual(R: int) -> torch.Tensor:  # noqa: N803
+    """[R, 3] residuals from -0.3 to 0.3: inside and outside every delta used below."""
+    return torch.linspace(-0.3, 0.3, R * 3).view(R, 3)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_train_loss_is_the_loss_the_trainer_optimises(subject, tmp_path, loss, monkeypatch):
+    """train.loss through HeadRun's settings, the step and the Trainer's backward: the step's loss value
+    and the gradient the trainer backpropagates to the rendered colours are the chosen criterion's."""
+    delta = 0.05
+    r = run(subject, tmp_path, 1, loss=loss, huber_delta=delta, **PLAIN)
+    seen = probe_step(monkeypatch, r.step_fn, spread_residual)
+    r.trainer.fit()  # one step: the trainer calls the step and backpropagates its loss
+    res = seen["pred"].detach() - seen["gt"]
+    R = res.shape[0]  # noqa: N806
+    assert R == FAST["num_rays"]
+    expected = criterion(loss, res, delta).mean()
+    assert r.trainer.last_logs["loss"] == pytest.approx(float(expected), rel=1e-5)
+    leaf = res.clone().requires_grad_()
+    criterion(loss, leaf, delta).mean().backward()
+    torch.testing.assert_close(seen["pred"].grad, leaf.grad, rtol=1e-5, atol=1e-9)
+    # the four criteria really differ on these residuals, so a step that ignored train.loss fails here
+    others = {k: float(criterion(k, res, delta).mean()) for k in LOSSES if k != loss}
+    assert all(abs(v - float(expected)) > 1e-3 * float(expected) for v in others.values()), others
+
+
+def test_uncertainty_terms_are_the_references(subject, tmp_path, monkeypatch):
+    """ER-NeRF's train_step with unc_loss (nerf_triplane/utils.py): re-weighting by softmax(uncertainty)
+    blended in with progress, the face's uncertainty loss times progress, and 1e-3 x progress x
+    uncertainty off the face. Checked on the step's loss and gradients at progress 0 and 0.5."""
+    r = run(subject, tmp_path, 10, loss="l2", **{**PLAIN, "unc_loss": True})
+    step = r.step_fn
+    unc_values = lambda R: torch.linspace(0.0, 2.0, R)  # noqa: E731, N803
+    residual = lambda R: 0.1 * spread_residual(R)  # noqa: E731, N803
+
+    seen = probe_step(monkeypatch, step, residual, unc_values)
+    at_start, _ = step(0)  # progress 0: the plain photometric loss, no uncertainty term at all
+    res = seen["pred"].detach() - seen["gt"]
+    assert float(at_start.detach()) == pytest.approx(float((res ** 2).mean()), rel=1e-5)
+    at_start.backward()
+    assert float(seen["unc"].grad.abs().max()) == 0.0
+
+    seen = probe_step(monkeypatch, step, residual, unc_values)
+    value, _ = step(5)  # progress 5 / 10
+    value.backward()
+    s, u, res = 0.5, seen["unc"].detach(), seen["pred"].detach() - seen["gt"]
+    face = face_of(step.data, seen["pixels"])
+    assert 0 < int(face.sum()) < face.numel()
+    R = u.numel()  # noqa: N806
+    weight = torch.softmax(u, 0) * R
+    per_ray = (res ** 2).mean(-1) * (0.2 + 0.8 * ((1 - s) + s * weight).clamp(0, 10))
+    beta = u + 1
+    loss_u = res.norm(dim=-1) / (2 * beta ** 2) + torch.log(beta) ** 2 / 2
+    expected = (per_ray + s * loss_u * face + 1e-3 * s * u * ~face).mean()
+    assert float(value.detach()) == pytest.approx(float(expected), rel=1e-5)
+    # gradient to the uncertainty: the face term's (its minimum at log(beta) beta^2 = |residual|) on the
+    # face, the pull to zero off it (the re-weighting is detached, as the reference's)
+    grad = seen["unc"].grad
+    on_face = s * (-res.norm(dim=-1) / beta ** 3 + torch.log(beta) / beta) / R
+    torch.testing.assert_close(grad[face], on_face[face], rtol=1e-4, atol=1e-10)
+    torch.testing.assert_close(grad[~face], torch.full_like(grad[~face], 1e-3 * s / R), rtol=1e-4, atol=1e-12)
+
+
 def test_few_frame_overfit_reaches_psnr(few_frames, tmp_path):
     r = run(few_frames, tmp_path, 100)
     r.train()
@@ -171,28 +250,51 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(subject, tmp_path):
     assert run(subject, tmp_path / "killed", 20, final_val_frames=3, checkpoint_every=5).trainer.step == 20
 
 
+LEARNED_MARGIN_DB = 5.0  # a head that learned the subject beats the background-only render by this much
+
+
+def background_only_psnr(data_dir, n_frames: int) -> tuple[float, float]:
+    """PSNR of the final validation frames if the head rendered nothing (the background alone),
+    and of an untrained head (random init, occupancy as training starts it)."""
+    val = SubjectDataset(data_dir, "val")
+    frames = _spread(len(val), n_frames)
+    background = float(np.mean([psnr(float(((val.background(i) / 255.0 - val.image(i) / 255.0) ** 2).mean()))
+                                for i in frames]))
+    train = SubjectDataset(data_dir, "train")
+    torch.manual_seed(0)
+    untrained = build_head(MODEL, train.audio_shape, len(train))
+    init_occupancy(untrained, train)
+    with torch.no_grad():
+        untrained_psnr = validate(untrained.eval(), val, frames, loss="l2", huber_delta=0.1)["psnr"]
+    return background, untrained_psnr
+
+
 def test_train_head_and_finetune_lips_stages(subject, tmp_path):
     root = tmp_path / "S"
+    # the bar: what a head that learned nothing scores (about 19.5 dB here, as much as "> 15 dB" asked)
+    background, untrained = background_only_psnr(subject.data_dir, FAST["final_val_frames"])
+    assert 17 < background < 23 and abs(untrained - background) < 1.0
+    assert untrained < background + LEARNED_MARGIN_DB  # the margin is out of an untrained head's reach
     threads = torch.get_num_threads()
     torch.set_num_threads(2)  # training pins one thread on a CPU and gives the caller's back
     summary = train_head(subject="synth", data_dir=subject.data_dir, model_path=root / "head" / "model.pt",
                          manifest_path=root / "manifests" / "train_head.json",
-                         settings={**FAST, "iters": 30, "val_every": 15, "val_frames": 1}, device="cpu")
+                         settings={**FAST, "iters": 60, "val_every": 30, "val_frames": 1}, device="cpu")
     manifest = json.loads((root / "manifests" / "train_head.json").read_text())
-    assert manifest["steps"] == 30 and manifest["val"]["psnr"] == pytest.approx(summary["psnr"])
-    assert summary["psnr"] > 15 and "lmd" in summary
+    assert manifest["steps"] == 60 and manifest["val"]["psnr"] == pytest.approx(summary["psnr"])
+    assert summary["psnr"] > background + LEARNED_MARGIN_DB and "lmd" in summary
     assert (root / "head" / "train_log.csv").read_text().count("\n") >= 4
     assert (root / "head" / "validation" / "final.png").exists()
     head = load_head(root / "head" / "model.pt")
-    assert head.meta["train"]["steps"] == 30 and head.meta["audio"]["channels"] == 8
+    assert head.meta["train"]["steps"] == 60 and head.meta["audio"]["channels"] == 8
     assert head.meta["data"]["W"] == 48
     assert torch.get_num_threads() == 2
 
     lips = finetune_lips(subject="synth", data_dir=subject.data_dir, head_path=root / "head" / "model.pt",
                          model_path=root / "lips" / "model.pt", manifest_path=root / "manifests" / "lips.json",
                          settings={**FAST, "iters": 4, "patch_size": 16, "num_rays": 512}, device="cpu")
-    assert lips["psnr"] > 15
-    assert load_head(root / "lips" / "model.pt").meta["train"]["steps"] == 34
+    assert lips["psnr"] > background + LEARNED_MARGIN_DB  # fine-tuning keeps what the head learned
+    assert load_head(root / "lips" / "model.pt").meta["train"]["steps"] == 64
     assert torch.get_num_threads() == 2
     torch.set_num_threads(threads)
 
@@ -234,7 +336,7 @@ def test_head_steps_draw_their_lips_share_in_the_mouth_band(subject, share, monk
 
 
 def test_lips_lpips_needs_local_weights_then_uses_them(subject, tmp_path, monkeypatch):
-    import torchvision
+    from test_lpips_net import random_alexnet_features
 
     root = tmp_path / "S"
     head = root / "head" / "model.pt"
@@ -245,11 +347,10 @@ def test_lips_lpips_needs_local_weights_then_uses_them(subject, tmp_path, monkey
     with pytest.raises(StageError, match="alexnet-owt-7be5be79.pth"):
         finetune_lips(subject="synth", data_dir=subject.data_dir, head_path=head, model_path=root / "lips.pt",
                       manifest_path=root / "l.json", settings=settings, device="cpu")
-    # a randomly initialised AlexNet saved where the user's real weights go
+    # a random AlexNet trunk (torchvision's keys and shapes) saved where the user's real weights go
     ckpt = tmp_path / "torch" / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth"
     ckpt.parent.mkdir(parents=True)
-    torch.manual_seed(0)
-    torch.save(torchvision.models.alexnet().state_dict(), ckpt)
+    torch.save(random_alexnet_features(), ckpt)
     out = finetune_lips(subject="synth", data_dir=subject.data_dir, head_path=head, model_path=root / "lips.pt",
                         manifest_path=root / "l.json", settings=settings, device="cpu")
     assert "lpips" in out and np.isfinite(out["lpips"])

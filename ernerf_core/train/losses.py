@@ -30,20 +30,31 @@ def photometric(pred: torch.Tensor, target: torch.Tensor, kind: str = "l2", delt
 
 def uncertainty_weighted(loss: torch.Tensor, uncertainty: torch.Tensor, pred: torch.Tensor,
                          target: torch.Tensor, face_mask: torch.Tensor, progress: float) -> torch.Tensor:
-    """The reference's uncertainty-weighted per-ray loss [R].
+    """The reference's uncertainty terms on the per-ray loss [R] (ER-NeRF ``train_step``, ``unc_loss``).
 
-    loss [R]: per-ray photometric loss; uncertainty [R] (composited, >= 0); progress s in [0, 1].
-    Rays are re-weighted by softmax(uncertainty) (more as training progresses), and the
-    uncertainty head learns from ``|pred - target| / (2 beta^2) + log(beta)^2 / 2`` on the face.
+    loss [R]: per-ray photometric loss; uncertainty [R] (composited, >= 0); pred, target
+    [R, 3]; face_mask [R] bool; progress s = step / iters in [0, 1] (the reference's
+    ``step_factor``). Returns [R]::
+
+        w    = softmax(uncertainty) * R                        (detached)
+        out  = loss * (0.2 + 0.8 * clamp((1 - s) + s * w, 0, 10))
+        beta = uncertainty + 1
+        out += s * (|pred - target| / (2 beta^2) + log(beta)^2 / 2) * face
+        out += 1e-3 * s * uncertainty * (1 - face)
+
+    Rays are re-weighted by their uncertainty more as training progresses; on the face the
+    uncertainty learns the residual (its minimum is at log(beta) beta^2 = |pred - target|);
+    off the face it is pulled to 0. All three terms are the reference's, with its weights.
     """
     R = loss.shape[0]
     alpha = 0.2
     unc_weight = F.softmax(uncertainty, dim=-1) * R
-    loss = loss * (alpha + (1 - alpha) * ((1 - progress) + progress * unc_weight.detach()).clamp(0, 10))
+    out = loss * (alpha + (1 - alpha) * ((1 - progress) + progress * unc_weight.detach()).clamp(0, 10))
     beta = uncertainty + 1
     norm_rgb = torch.norm(pred - target, dim=-1).detach()
-    loss_u = norm_rgb / (2 * beta ** 2) + torch.log(beta) ** 2 / 2
-    return loss + 1e-3 * loss_u * face_mask.float()
+    face = face_mask.to(loss.dtype)
+    loss_u = (norm_rgb / (2 * beta ** 2) + torch.log(beta) ** 2 / 2) * face
+    return out + progress * loss_u + 1e-3 * progress * uncertainty * (1 - face)
 
 
 def weights_entropy(weights_sum: torch.Tensor) -> torch.Tensor:
