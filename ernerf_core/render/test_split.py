@@ -54,6 +54,7 @@ from ..metrics.lmd import MEDIAPIPE_MOUTH_68, mouth_distance
 from ..metrics.lpips_metric import load_lpips_metric
 from ..metrics.psnr import psnr
 from ..metrics.ssim import ssim
+from ..metrics.syncnet import FRAMES, SyncNetWeightsError, face_crop, load_syncnet, lse
 from ..model.portrait import load_portrait, render_frame, to_uint8
 from ..progress import progress
 from ..train.dataset import FEATURE_FILES, SubjectDataset
@@ -157,6 +158,32 @@ class MouthTracks:
         }
 
 
+def _load_syncnet(subject: str, weights, dev: torch.device):
+    if weights is None:
+        return None
+    try:
+        return load_syncnet(weights, dev)
+    except SyncNetWeightsError as err:
+        raise StageError(subject, STAGE, f"render.syncnet_weights: {err}",
+                         "give the path of syncnet_python's syncnet_v2.model (a state dict of its S "
+                         "network), or set render.syncnet_weights: null") from None
+
+
+def _syncnet_scores(subject: str, model, crops: dict, wav: np.ndarray, sr: int) -> dict | None:
+    if model is None:
+        return None
+    if len(crops["render"]) <= FRAMES:
+        log.warning("%s: %d val frames are too few for SyncNet (needs %d)", subject, len(crops["render"]),
+                    FRAMES + 1)
+        return {"render": None, "truth": None, "reason": f"fewer than {FRAMES + 1} val frames"}
+    out = {}
+    for key in ("render", "truth"):
+        scores = lse(model, crops[key], wav, sr)
+        scores.pop("mean_dist_per_offset")
+        out[key] = scores
+    return out
+
+
 def _val_audio(data_dir: Path, first_aud_id: int, n_frames: int) -> tuple[np.ndarray, int, float]:
     """(the audio of the val frames [S], sample rate, start second in aud.wav)."""
     wav, sr = sf.read(data_dir / "aud.wav", dtype="float32", always_2d=True)
@@ -167,19 +194,22 @@ def _val_audio(data_dir: Path, first_aud_id: int, n_frames: int) -> tuple[np.nda
 
 def render_test(*, subject: str, model_path, data_dir, video_path, side_by_side_path, sheet_path,
                 metrics_path, downscale: float = 1.0, device: str = "auto", sheet_frames: int = 8,
-                chunk: int = 1 << 15, audio_swap: bool = True) -> dict:
+                chunk: int = 1 << 15, audio_swap: bool = True, syncnet_weights=None) -> dict:
     """Render the val split of ``data_dir`` with the portrait ``model_path``; write the four outputs.
 
     ``downscale`` > 1 renders (and measures against ground truth shrunk to) ``H / downscale``.
     ``audio_swap`` renders every val frame a second time with the audio window of the frame
     half the split away (circular) and reports how much the mouth moved (``lipsync.audio_swap``);
-    it doubles the rendering time.
+    it doubles the rendering time. ``syncnet_weights``: a syncnet_python ``S`` state dict
+    (``syncnet_v2.model``); when given, ``metrics.json`` gets ``syncnet`` (LSE-D, LSE-C, offset)
+    of the rendered and of the true val frames with their audio (:mod:`ernerf_core.metrics.syncnet`).
     """
     dev = resolve_device(device)
     if downscale < 1:
         raise StageError(subject, STAGE, f"render.downscale {downscale} is below 1",
                          "use 1 (the training size) or more (smaller, faster frames)")
     model_path, data_dir = Path(model_path), Path(data_dir)
+    syncnet = _load_syncnet(subject, syncnet_weights, dev)
     portrait = _load(subject, model_path, dev)
     backend = portrait.audio["backend"]
     if backend not in FEATURE_FILES:
@@ -206,6 +236,7 @@ def render_test(*, subject: str, model_path, data_dir, video_path, side_by_side_
     tracks = MouthTracks()
     shift = swap_shift(n) if audio_swap else 0
     swap_source = (np.arange(n) + shift) % n if shift else None
+    crops: dict[str, list[np.ndarray]] = {"render": [], "truth": []}  # SyncNet face crops
     swap_pixels: list[float] = []  # mean |swap render - render| in the lips rectangle, 0..255
     render_seconds = 0.0
     try:
@@ -235,6 +266,9 @@ def render_test(*, subject: str, model_path, data_dir, video_path, side_by_side_
                     swap_pixels.append(float(np.abs(swapped[l0:l1, m0:m1].astype(np.float64)
                                                     - frame[l0:l1, m0:m1]).mean()))
                 tracks.add(frame, truth, swapped)
+                if syncnet is not None:
+                    crops["render"].append(face_crop(frame, (r0, r1, c0, c1)))
+                    crops["truth"].append(face_crop(truth, (r0, r1, c0, c1)))
                 if k in picks:
                     sheet_pairs.append((truth, frame, f"#{int(val.img_ids[k])}"))
         mouth = tracks.results(wav, sr, swap_source)
@@ -243,6 +277,7 @@ def render_test(*, subject: str, model_path, data_dir, video_path, side_by_side_
     finally:
         tracks.close()
     write_png(sheet_path, contact_sheet(sheet_pairs, columns=4, tile=min(256, W)))
+    sync = _syncnet_scores(subject, syncnet, crops, wav, sr)
     finite = lambda xs: [x for x in xs if np.isfinite(x)]  # noqa: E731  (identical frames give inf)
     metrics = {
         "subject": subject, "frames": n, "size": [H, W], "first_frame": int(val.img_ids[0]),
@@ -252,6 +287,8 @@ def render_test(*, subject: str, model_path, data_dir, video_path, side_by_side_
         "ssim": float(np.mean(ssims)),
         "lpips": float(np.mean(lpipss)) if lpipss else None,
         "lpips_unavailable": lpips_reason,
+        "syncnet": sync,
+        "syncnet_unavailable": None if syncnet is not None else "render.syncnet_weights is null",
         "render_fps": n / max(render_seconds, 1e-9),
         "render_seconds": render_seconds,
         "device": str(dev),

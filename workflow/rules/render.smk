@@ -25,6 +25,7 @@ rule render_test:
     params:
         data_dir=subject_data,
         downscale=config["render"]["downscale"],
+        syncnet_weights=config["render"].get("syncnet_weights"),
     script:
         "../scripts/render_test.py"
 

@@ -12,5 +12,6 @@ run_from_snakemake(
     sheet_path=snakemake.output.sheet,
     metrics_path=snakemake.output.metrics,
     downscale=snakemake.params.downscale,
+    syncnet_weights=snakemake.params.syncnet_weights,
     device=snakemake.config["train"]["device"],
 )
