@@ -129,6 +129,14 @@ def test_grid_kernel_matches_reference_forward_and_backward(grid_cpu, case, n_po
     assert out.shape == ref.shape == (lv.mult.shape[0], n_points, F)
     rel_close(out, ref)
     rel_close(grad, ref_grad)
+    # the modules' layout: [P, L * F] in the caller's level order, written by the kernel directly
+    ref_pm = ref.index_select(0, lv.output_order).permute(1, 0, 2).reshape(n_points, -1)
+    grad_pm = grad_out.index_select(0, lv.output_order).permute(1, 0, 2).reshape(n_points, -1)
+    out_pm = native_grid.GridEncodeFunction.apply(x, table, lv.proj, lv.mult, lv.offset, lv.mask, lv.modulo,
+                                                  lv.n_hashed, False, grid_cpu, lv.out_slot, True)
+    (grad2,) = torch.autograd.grad(out_pm, table, grad_pm)
+    rel_close(out_pm, ref_pm)
+    rel_close(grad2, ref_grad)
 
 
 def test_grid_kernel_chunked_reference_and_threads(grid_cpu):

@@ -14,6 +14,7 @@
 #endif
 
 #include <tuple>
+#include <vector>
 
 #include "grid_common.h"
 
@@ -62,19 +63,38 @@ Levels levels_of(const at::Tensor& x, const at::Tensor& table, const at::Tensor&
 bool cuda_flag_set(const at::Tensor& flag) { return flag.item<int>() != 0; }
 #endif
 
-// x [P, A], table [T, F] -> [L, P, F] (levels in the order of mult's rows)
+// out_slot: undefined / empty (level l at slot l) or an int32 permutation of 0..L-1
+const int32_t* slots_of(const at::Tensor& out_slot, const at::Tensor& table, int64_t L) {
+  if (!out_slot.defined() || out_slot.numel() == 0) return nullptr;
+  check(out_slot, "out_slot", at::kInt, 1, table);
+  TORCH_CHECK(out_slot.size(0) == L, "out_slot must be [L]");
+  if (out_slot.is_cpu()) {  // (CUDA callers pass GridLevels' slots, checked when made on the CPU)
+    std::vector<char> seen(L, 0);
+    const int32_t* s = out_slot.data_ptr<int32_t>();
+    for (int64_t l = 0; l < L; ++l) {
+      TORCH_CHECK(s[l] >= 0 && s[l] < L && !seen[s[l]], "out_slot must be a permutation of 0..L-1");
+      seen[s[l]] = 1;
+    }
+  }
+  return out_slot.data_ptr<int32_t>();
+}
+
+// x [P, A], table [T, F] -> [L, P, F] (levels in mult's row order), or point_major [P, L * F] with
+// level l at slot out_slot[l]
 at::Tensor forward(const at::Tensor& x, const at::Tensor& table, const at::Tensor& proj, const at::Tensor& mult,
-                   const at::Tensor& offset, const at::Tensor& mask, const at::Tensor& modulo, int64_t n_xor) {
+                   const at::Tensor& offset, const at::Tensor& mask, const at::Tensor& modulo, int64_t n_xor,
+                   const at::Tensor& out_slot, bool point_major) {
   const Levels lv = levels_of(x, table, proj, mult, offset, mask, modulo, n_xor);
   const int64_t P = x.size(0), F = table.size(1);
-  at::Tensor out = at::empty({lv.L, P, F}, table.options());
+  const int32_t* slot = slots_of(out_slot, table, lv.L);
+  at::Tensor out = point_major ? at::empty({P, lv.L * F}, table.options()) : at::empty({lv.L, P, F}, table.options());
   if (P == 0) return out;
   if (x.is_cuda()) {
 #ifdef WITH_CUDA
     const c10::cuda::CUDAGuard guard(x.device());
     at::Tensor flag = at::zeros({1}, mult.options());
     ernerf_grid::forward_cuda(lv, x.data_ptr<float>(), P, table.data_ptr<float>(), (int)F, out.data_ptr<float>(),
-                              flag.data_ptr<int>(), c10::cuda::getCurrentCUDAStream().stream());
+                              slot, point_major, flag.data_ptr<int>(), c10::cuda::getCurrentCUDAStream().stream());
     TORCH_CHECK(!cuda_flag_set(flag), "grid encoder: a corner's row is outside the table");
     return out;
 #else
@@ -83,23 +103,29 @@ at::Tensor forward(const at::Tensor& x, const at::Tensor& table, const at::Tenso
   }
   TORCH_CHECK(x.is_cpu(), "grid encoder: unsupported device ", x.device());
   bool bad = false;
-  ernerf_grid::forward_cpu(lv, x.data_ptr<float>(), P, table.data_ptr<float>(), (int)F, out.data_ptr<float>(),
-                           at::get_num_threads(), &bad);
+  ernerf_grid::forward_cpu(lv, x.data_ptr<float>(), P, table.data_ptr<float>(), (int)F, out.data_ptr<float>(), slot,
+                           point_major, at::get_num_threads(), &bad);
   TORCH_CHECK(!bad, "grid encoder: a corner's row is outside the table");
   return out;
 }
 
-// grad_out [L, P, F] -> (grad_table [T, F] or undefined, grad_x [P, A] or undefined)
+// grad_out in forward's layout -> (grad_table [T, F] or undefined, grad_x [P, A] or undefined)
 std::tuple<at::Tensor, at::Tensor> backward(const at::Tensor& grad_out, const at::Tensor& x, const at::Tensor& table,
                                             const at::Tensor& proj, const at::Tensor& mult,
                                             const at::Tensor& offset, const at::Tensor& mask,
-                                            const at::Tensor& modulo, int64_t n_xor, bool need_table,
-                                            bool need_x) {
+                                            const at::Tensor& modulo, int64_t n_xor, const at::Tensor& out_slot,
+                                            bool point_major, bool need_table, bool need_x) {
   const Levels lv = levels_of(x, table, proj, mult, offset, mask, modulo, n_xor);
   const int64_t P = x.size(0), F = table.size(1);
-  check(grad_out, "grad_out", at::kFloat, 3, table);
-  TORCH_CHECK(grad_out.size(0) == lv.L && grad_out.size(1) == P && grad_out.size(2) == F,
-              "grad_out must be [L, P, F]");
+  const int32_t* slot = slots_of(out_slot, table, lv.L);
+  if (point_major) {
+    check(grad_out, "grad_out", at::kFloat, 2, table);
+    TORCH_CHECK(grad_out.size(0) == P && grad_out.size(1) == lv.L * F, "grad_out must be [P, L * F]");
+  } else {
+    check(grad_out, "grad_out", at::kFloat, 3, table);
+    TORCH_CHECK(grad_out.size(0) == lv.L && grad_out.size(1) == P && grad_out.size(2) == F,
+                "grad_out must be [L, P, F]");
+  }
   at::Tensor grad_table, grad_x;
   if (need_table) grad_table = at::zeros_like(table);
   if (need_x) grad_x = at::zeros_like(x);
@@ -111,7 +137,7 @@ std::tuple<at::Tensor, at::Tensor> backward(const at::Tensor& grad_out, const at
     const c10::cuda::CUDAGuard guard(x.device());
     at::Tensor flag = at::zeros({1}, mult.options());
     ernerf_grid::backward_cuda(lv, x.data_ptr<float>(), P, table.data_ptr<float>(), (int)F,
-                               grad_out.data_ptr<float>(), gt, gx, flag.data_ptr<int>(),
+                               grad_out.data_ptr<float>(), slot, point_major, gt, gx, flag.data_ptr<int>(),
                                c10::cuda::getCurrentCUDAStream().stream());
     TORCH_CHECK(!cuda_flag_set(flag), "grid encoder: a corner's row is outside the table");
     return {grad_table, grad_x};
@@ -122,7 +148,7 @@ std::tuple<at::Tensor, at::Tensor> backward(const at::Tensor& grad_out, const at
   TORCH_CHECK(x.is_cpu(), "grid encoder: unsupported device ", x.device());
   bool bad = false;
   ernerf_grid::backward_cpu(lv, x.data_ptr<float>(), P, table.data_ptr<float>(), (int)F,
-                            grad_out.data_ptr<float>(), gt, gx, at::get_num_threads(), &bad);
+                            grad_out.data_ptr<float>(), slot, point_major, gt, gx, at::get_num_threads(), &bad);
   TORCH_CHECK(!bad, "grid encoder: a corner's row is outside the table");
   return {grad_table, grad_x};
 }
@@ -131,8 +157,8 @@ std::tuple<at::Tensor, at::Tensor> backward(const at::Tensor& grad_out, const at
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "ernerf multiresolution grid encoder (cuda_ext/gridencoder)";
-  m.def("forward", &forward, "x [P, A], table [T, F], level constants -> [L, P, F]");
-  m.def("backward", &backward, "grad_out [L, P, F] -> (grad_table, grad_x)");
+  m.def("forward", &forward, "x [P, A], table [T, F], level constants, out_slot, point_major -> [L, P, F] or [P, L*F]");
+  m.def("backward", &backward, "grad_out (forward's layout) -> (grad_table, grad_x)");
 #ifdef WITH_CUDA
   m.attr("with_cuda") = true;
 #else

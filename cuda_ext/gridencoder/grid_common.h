@@ -103,21 +103,38 @@ GRID_HD float corner_weight_grad(const float frac[D], int c, int e) {
   return w;
 }
 
+// Where the output (or its gradient) of level l, point p, feature 0 lives: level-major [L, P, F]
+// or point-major [P, L * F], level l at slot[l] (slot null: l).
+struct OutLayout {
+  bool point_major;
+  const int32_t* slot;
+  int64_t P;
+  int L, F;
+  GRID_HD int64_t base(int l) const {
+    const int s = slot ? slot[l] : l;
+    return point_major ? (int64_t)s * F : (int64_t)s * P * F;
+  }
+  GRID_HD int64_t point_stride() const { return point_major ? (int64_t)L * F : F; }
+};
+
 // ---- raw-pointer entry points (no torch headers: these files compile in seconds) ----------------
 
-// out [L, P, F]
+// out: [L, P, F] or, point_major, [P, L * F] with level l at out_slot[l] (out_slot may be null)
 void forward_cpu(const Levels& lv, const float* x, int64_t P, const float* table, int F, float* out,
-                 int threads, bool* out_of_range);
-// grad_out [L, P, F]; grad_table [rows, F] (zeroed, or null); grad_x [P, A] (or null)
+                 const int32_t* out_slot, bool point_major, int threads, bool* out_of_range);
+// grad_out in out's layout; grad_table [rows, F] (zeroed, or null); grad_x [P, A] (or null)
 void backward_cpu(const Levels& lv, const float* x, int64_t P, const float* table, int F, const float* grad_out,
-                  float* grad_table, float* grad_x, int threads, bool* out_of_range);
+                  const int32_t* out_slot, bool point_major, float* grad_table, float* grad_x, int threads,
+                  bool* out_of_range);
 
 #ifdef WITH_CUDA
-// same contracts on device pointers; `stream` is a cudaStream_t; `flag` a device int (out of range)
+// same contracts on device pointers (out_slot too); `stream` is a cudaStream_t; `flag` a device int
+// set to 1 when a row falls outside the table
 void forward_cuda(const Levels& lv, const float* x, int64_t P, const float* table, int F, float* out,
-                  int* flag, void* stream);
+                  const int32_t* out_slot, bool point_major, int* flag, void* stream);
 void backward_cuda(const Levels& lv, const float* x, int64_t P, const float* table, int F, const float* grad_out,
-                   float* grad_table, float* grad_x, int* flag, void* stream);
+                   const int32_t* out_slot, bool point_major, float* grad_table, float* grad_x, int* flag,
+                   void* stream);
 #endif
 
 }  // namespace ernerf_grid

@@ -13,7 +13,8 @@ constexpr int kThreads = 256;
 
 template <int D, int FT>
 __global__ void forward_kernel(const Levels lv, const float* __restrict__ x, int64_t P,
-                               const float* __restrict__ table, int F_rt, float* __restrict__ out, int* flag) {
+                               const float* __restrict__ table, int F_rt, float* __restrict__ out,
+                               const OutLayout lay, int* flag) {
   const int64_t p = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
   const int l = blockIdx.y;
   if (p >= P) return;
@@ -22,20 +23,33 @@ __global__ void forward_kernel(const Levels lv, const float* __restrict__ x, int
   uint32_t cell[D];
   float frac[D];
   locate<D>(lv, l, x + p * lv.A, cell, frac);
-  float* res = out + ((int64_t)l * P + p) * F;
-  for (int f = 0; f < F; ++f) res[f] = 0.0f;
+  float* res = out + lay.base(l) + p * lay.point_stride();
+  float acc[FT > 0 ? FT : 1];
+  if (FT > 0) {
+    for (int f = 0; f < F; ++f) acc[f] = 0.0f;
+  } else {
+    for (int f = 0; f < F; ++f) res[f] = 0.0f;
+  }
   for (int c = 0; c < (1 << D); ++c) {
     const uint32_t row = corner_row<D>(k, cell, c);
     if ((uint64_t)row >= (uint64_t)lv.rows) { atomicExch(flag, 1); continue; }
     const float w = corner_weight<D>(frac, c);
     const float* v = table + (int64_t)row * F;
-    for (int f = 0; f < F; ++f) res[f] += v[f] * w;
+    if (FT > 0) {
+      for (int f = 0; f < F; ++f) acc[f] += v[f] * w;
+    } else {
+      for (int f = 0; f < F; ++f) res[f] += v[f] * w;
+    }
+  }
+  if (FT > 0) {
+    for (int f = 0; f < F; ++f) res[f] = acc[f];
   }
 }
 
 template <int D, int FT>
 __global__ void backward_table_kernel(const Levels lv, const float* __restrict__ x, int64_t P, int F_rt,
-                                      const float* __restrict__ grad_out, float* __restrict__ grad_table, int* flag) {
+                                      const float* __restrict__ grad_out, const OutLayout lay,
+                                      float* __restrict__ grad_table, int* flag) {
   const int64_t p = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
   const int l = blockIdx.y;
   if (p >= P) return;
@@ -44,7 +58,7 @@ __global__ void backward_table_kernel(const Levels lv, const float* __restrict__
   uint32_t cell[D];
   float frac[D];
   locate<D>(lv, l, x + p * lv.A, cell, frac);
-  const float* gp = grad_out + ((int64_t)l * P + p) * F;
+  const float* gp = grad_out + lay.base(l) + p * lay.point_stride();
   for (int c = 0; c < (1 << D); ++c) {
     const uint32_t row = corner_row<D>(k, cell, c);
     if ((uint64_t)row >= (uint64_t)lv.rows) { atomicExch(flag, 1); continue; }
@@ -57,7 +71,7 @@ __global__ void backward_table_kernel(const Levels lv, const float* __restrict__
 template <int D, int FT>
 __global__ void backward_input_kernel(const Levels lv, const float* __restrict__ x, int64_t P,
                                       const float* __restrict__ table, int F_rt, const float* __restrict__ grad_out,
-                                      float* __restrict__ grad_x, int* flag) {
+                                      const OutLayout lay, float* __restrict__ grad_x, int* flag) {
   const int64_t p = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (p >= P) return;
   const int F = FT > 0 ? FT : F_rt;
@@ -68,7 +82,7 @@ __global__ void backward_input_kernel(const Levels lv, const float* __restrict__
     uint32_t cell[D];
     float frac[D];
     locate<D>(lv, l, xp, cell, frac);
-    const float* gp = grad_out + ((int64_t)l * P + p) * F;
+    const float* gp = grad_out + lay.base(l) + p * lay.point_stride();
     float dpos[D];
     for (int d = 0; d < D; ++d) dpos[d] = 0.0f;
     for (int c = 0; c < (1 << D); ++c) {
@@ -92,47 +106,51 @@ __global__ void backward_input_kernel(const Levels lv, const float* __restrict__
 
 template <int D, int FT>
 void launch(const Levels& lv, const float* x, int64_t P, const float* table, int F, const float* grad_out,
-            float* out, float* grad_table, float* grad_x, int* flag, cudaStream_t stream) {
+            float* out, float* grad_table, float* grad_x, const OutLayout& lay, int* flag, cudaStream_t stream) {
   const dim3 grid((unsigned)((P + kThreads - 1) / kThreads), (unsigned)lv.L);
-  if (out) forward_kernel<D, FT><<<grid, kThreads, 0, stream>>>(lv, x, P, table, F, out, flag);
-  if (grad_table) backward_table_kernel<D, FT><<<grid, kThreads, 0, stream>>>(lv, x, P, F, grad_out, grad_table, flag);
+  if (out) forward_kernel<D, FT><<<grid, kThreads, 0, stream>>>(lv, x, P, table, F, out, lay, flag);
+  if (grad_table)
+    backward_table_kernel<D, FT><<<grid, kThreads, 0, stream>>>(lv, x, P, F, grad_out, lay, grad_table, flag);
   if (grad_x) {
     const unsigned blocks = (unsigned)((P + kThreads - 1) / kThreads);
-    backward_input_kernel<D, FT><<<blocks, kThreads, 0, stream>>>(lv, x, P, table, F, grad_out, grad_x, flag);
+    backward_input_kernel<D, FT><<<blocks, kThreads, 0, stream>>>(lv, x, P, table, F, grad_out, lay, grad_x, flag);
   }
 }
 
 template <int D>
 void launch_f(const Levels& lv, const float* x, int64_t P, const float* table, int F, const float* grad_out,
-              float* out, float* grad_table, float* grad_x, int* flag, cudaStream_t stream) {
+              float* out, float* grad_table, float* grad_x, const OutLayout& lay, int* flag, cudaStream_t stream) {
   switch (F) {
-    case 1: return launch<D, 1>(lv, x, P, table, F, grad_out, out, grad_table, grad_x, flag, stream);
-    case 2: return launch<D, 2>(lv, x, P, table, F, grad_out, out, grad_table, grad_x, flag, stream);
-    case 4: return launch<D, 4>(lv, x, P, table, F, grad_out, out, grad_table, grad_x, flag, stream);
-    default: return launch<D, 0>(lv, x, P, table, F, grad_out, out, grad_table, grad_x, flag, stream);
+    case 1: return launch<D, 1>(lv, x, P, table, F, grad_out, out, grad_table, grad_x, lay, flag, stream);
+    case 2: return launch<D, 2>(lv, x, P, table, F, grad_out, out, grad_table, grad_x, lay, flag, stream);
+    case 4: return launch<D, 4>(lv, x, P, table, F, grad_out, out, grad_table, grad_x, lay, flag, stream);
+    default: return launch<D, 0>(lv, x, P, table, F, grad_out, out, grad_table, grad_x, lay, flag, stream);
   }
 }
 
 void launch_d(const Levels& lv, const float* x, int64_t P, const float* table, int F, const float* grad_out,
-              float* out, float* grad_table, float* grad_x, int* flag, cudaStream_t stream) {
+              float* out, float* grad_table, float* grad_x, const OutLayout& lay, int* flag, cudaStream_t stream) {
   switch (lv.D) {
-    case 1: return launch_f<1>(lv, x, P, table, F, grad_out, out, grad_table, grad_x, flag, stream);
-    case 2: return launch_f<2>(lv, x, P, table, F, grad_out, out, grad_table, grad_x, flag, stream);
-    case 3: return launch_f<3>(lv, x, P, table, F, grad_out, out, grad_table, grad_x, flag, stream);
-    default: return launch_f<4>(lv, x, P, table, F, grad_out, out, grad_table, grad_x, flag, stream);
+    case 1: return launch_f<1>(lv, x, P, table, F, grad_out, out, grad_table, grad_x, lay, flag, stream);
+    case 2: return launch_f<2>(lv, x, P, table, F, grad_out, out, grad_table, grad_x, lay, flag, stream);
+    case 3: return launch_f<3>(lv, x, P, table, F, grad_out, out, grad_table, grad_x, lay, flag, stream);
+    default: return launch_f<4>(lv, x, P, table, F, grad_out, out, grad_table, grad_x, lay, flag, stream);
   }
 }
 
 }  // namespace
 
-void forward_cuda(const Levels& lv, const float* x, int64_t P, const float* table, int F, float* out, int* flag,
-                  void* stream) {
-  launch_d(lv, x, P, table, F, nullptr, out, nullptr, nullptr, flag, (cudaStream_t)stream);
+void forward_cuda(const Levels& lv, const float* x, int64_t P, const float* table, int F, float* out,
+                  const int32_t* out_slot, bool point_major, int* flag, void* stream) {
+  const OutLayout lay{point_major, out_slot, P, lv.L, F};
+  launch_d(lv, x, P, table, F, nullptr, out, nullptr, nullptr, lay, flag, (cudaStream_t)stream);
 }
 
 void backward_cuda(const Levels& lv, const float* x, int64_t P, const float* table, int F, const float* grad_out,
-                   float* grad_table, float* grad_x, int* flag, void* stream) {
-  launch_d(lv, x, P, table, F, grad_out, nullptr, grad_table, grad_x, flag, (cudaStream_t)stream);
+                   const int32_t* out_slot, bool point_major, float* grad_table, float* grad_x, int* flag,
+                   void* stream) {
+  const OutLayout lay{point_major, out_slot, P, lv.L, F};
+  launch_d(lv, x, P, table, F, grad_out, nullptr, grad_table, grad_x, lay, flag, (cudaStream_t)stream);
 }
 
 }  // namespace ernerf_grid

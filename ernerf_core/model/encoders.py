@@ -148,6 +148,8 @@ class GridLevels(nn.Module):
         self.register_buffer("modulo", torch.tensor(modulo, dtype=torch.int32), persistent=False)
         self.has_modulo = any(modulo)
         self.register_buffer("output_order", torch.argsort(torch.tensor(order)), persistent=False)
+        # out_slot[k]: where compute level k goes in the caller's order (the kernels write there directly)
+        self.register_buffer("out_slot", torch.tensor(order, dtype=torch.int32), persistent=False)
         # proj[d * L + l, a] = scale_l when level l reads input axis a as its dimension d
         proj = torch.zeros(dim, len(order), n_inputs)
         for k, i in enumerate(order):
@@ -156,9 +158,17 @@ class GridLevels(nn.Module):
         self.register_buffer("proj", proj.view(-1, n_inputs), persistent=False)
 
     def encode(self, x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
-        """x [P, A] in [0, 1] -> [L, P, F] in compute order (:func:`hash_grid_encode`)."""
-        return hash_grid_encode(x, table, self.proj, self.mult, self.offset, self.mask, self.n_hashed,
-                                self.modulo if self.has_modulo else None)
+        """x [P, A] in [0, 1] -> [P, L * F], levels in the caller's order, level-major.
+
+        The native kernel writes this layout directly; the reference path is
+        :func:`hash_grid_encode` followed by the reordering."""
+        out = native_grid.try_encode(x, table, self.proj, self.mult, self.offset, self.mask, self.n_hashed,
+                                     self.modulo, out_slot=self.out_slot, point_major=True)
+        if out is not None:
+            return out
+        out = hash_grid_encode_reference(x, table, self.proj, self.mult, self.offset, self.mask, self.n_hashed,
+                                         self.modulo if self.has_modulo else None)  # [L, P, F]
+        return out.index_select(0, self.output_order).permute(1, 0, 2).reshape(x.shape[0], -1)
 
 
 @torch.no_grad()
@@ -304,9 +314,7 @@ class TriPlaneHashGrid(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         unit = (x + self.bound) / (2 * self.bound)  # [P, 3] in [0, 1]
-        lv = self.levels
-        out = lv.encode(unit, self.table)  # [L, P, F]
-        return out.index_select(0, lv.output_order).permute(1, 0, 2).reshape(x.shape[0], self.out_dim)
+        return self.levels.encode(unit, self.table)  # [P, out_dim]
 
 
 class HashGrid(nn.Module):
@@ -326,9 +334,7 @@ class HashGrid(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         unit = (x + self.bound) / (2 * self.bound)  # [P, D] in [0, 1]
-        lv = self.levels
-        out = lv.encode(unit, self.table)  # [L, P, F]
-        return out.index_select(0, lv.output_order).permute(1, 0, 2).reshape(x.shape[0], self.out_dim)
+        return self.levels.encode(unit, self.table)  # [P, out_dim]
 
 
 class FrequencyEncoder(nn.Module):

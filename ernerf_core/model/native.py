@@ -42,7 +42,10 @@ import torch
 log = logging.getLogger(__name__)
 
 MODES = ("auto", "cpu", "cuda", "off")
-CXX_FLAGS = ("-O3", "-fopenmp")
+# -march=native: the build is for this machine (the CPU's identity is part of the cache hash, so a
+# home folder shared by different CPUs gets one build per CPU type); -ffp-contract=off: no fused
+# multiply-adds, so positions and weights round exactly as the PyTorch reference's
+CXX_FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fopenmp")
 LD_FLAGS = ("-fopenmp",)  # links libgomp.so.1: the process already has torch's copy, so one OpenMP runtime
 CUDA_FLAGS = ("-O3", "--use_fast_math")  # fast-math only affects the exp2/division paths, not the gathers
 
@@ -139,8 +142,20 @@ def build_dir_name(op: str, variant: str) -> tuple[str, list[Path]]:
             raise NativeUnavailable(f"source {path} not found (set ERNERF_EXT_SRC to a checkout's cuda_ext/)")
         h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     h.update(repr((CXX_FLAGS, LD_FLAGS, CUDA_FLAGS if variant == "cuda" else (), torch.__version__,
-                   torch.version.cuda if variant == "cuda" else None, sys.version_info[:2])).encode())
+                   torch.version.cuda if variant == "cuda" else None, sys.version_info[:2], cpu_identity())).encode())
     return f"{op}_{variant}_{h.hexdigest()[:16]}", paths
+
+
+def cpu_identity() -> str:
+    """The CPU model and feature flags (what -march=native compiles for)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        import platform
+
+        return platform.processor() or platform.machine()
+    keep = [ln for ln in text.splitlines() if ln.split(":")[0].strip() in ("model name", "flags", "Features")]
+    return "\n".join(sorted(set(keep)))
 
 
 def _import_built(name: str, path: Path):

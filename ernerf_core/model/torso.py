@@ -166,12 +166,12 @@ class TiledGrid2D(nn.Module):
         self.out_dim = spec.out_dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        P, L, F = x.shape[0], self.spec.levels, self.spec.features_per_level  # noqa: N806
         unit = ((x + 1) / 2).clamp(0.0, 1.0)  # [P, 2]
         out = native_grid.try_encode(unit, self.table, self.k_proj, self.k_mult, self.offset.view(-1),
-                                     self.mask.view(-1), 0, self.k_modulo, input_grad=True)  # [L, P, F] or None
+                                     self.mask.view(-1), 0, self.k_modulo, input_grad=True,
+                                     point_major=True)  # [P, L * F] or None
         if out is not None:
-            return out.permute(1, 0, 2).reshape(P, L * F)
+            return out
         return self.forward_reference(unit)
 
     def forward_reference(self, unit: torch.Tensor) -> torch.Tensor:
