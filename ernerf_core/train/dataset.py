@@ -14,6 +14,11 @@ that the head and torso stages need (ERNERF_FACTS.md section 1):
   ``background(i)`` uint8 [H, W, 3] (torso over bc.jpg: the head's background),
   ``bc`` uint8 [H, W, 3]
 
+The torso reads only poses, frames and ``bc.jpg`` (``audio=False, face=False``: no features,
+``au.csv`` or ``lms/``), so a new audio backend or blink detector leaves it alone.
+``fingerprint()`` hashes every file the split was read from; checkpoints resume only on the
+same fingerprint, so redone preprocessing (new frames, landmarks, features) trains afresh.
+
 Memory: frames are held as their compressed file bytes (tens of KB each) and decoded on
 access into uint8; decoded frames sit in an LRU cache bounded by ``cache_mb``. Nothing
 holds a float copy of the video, so a 6,000-frame 512x512 subject stays well under 6 GB.
@@ -117,14 +122,9 @@ def read_au45(path: Path) -> np.ndarray:
     return np.array([float(r[col]) for r in rows[1:] if len(r) > col], dtype=np.float32)
 
 
-def data_fingerprint(data_dir: Path, features_path: Path) -> str:
-    """Hash of the files that define a training run's data (for matching checkpoints)."""
-    h = hashlib.sha256()
-    for p in (data_dir / "transforms_train.json", data_dir / "transforms_val.json", data_dir / "au.csv",
-              data_dir / "bc.jpg", features_path):
-        h.update(p.name.encode())
-        h.update(p.read_bytes() if p.exists() else b"-")
-    return h.hexdigest()[:16]
+def _file_digest(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 class SubjectDataset:
@@ -132,11 +132,14 @@ class SubjectDataset:
 
     def __init__(self, data_dir, split: str = "train", *, subject: str = "subject", stage: str = "train_head",
                  features_path=None, downscale: float = 1.0, scale: float = 4.0, offset=(0.0, 0.0, 0.0),
-                 cache_mb: float = 1024, load_images: bool = True):
+                 cache_mb: float = 1024, load_images: bool = True, audio: bool = True, face: bool = True):
         self.data_dir = Path(data_dir)
         self.split, self.subject, self.stage = split, subject, stage
+        self._digests: dict[str, str] = {}  # file -> sha256 of what was read (fingerprint(); frames aside)
         self._fail_if_missing(self.data_dir / f"transforms_{split}.json", "the transforms stage output")
-        meta = json.loads((self.data_dir / f"transforms_{split}.json").read_text())
+        text = (self.data_dir / f"transforms_{split}.json").read_bytes()
+        self._digests[f"transforms_{split}.json"] = hashlib.sha256(text).hexdigest()
+        meta = json.loads(text)
         frames = meta.get("frames") or []
         if not frames:
             self._fail(f"transforms_{split}.json lists no frames", "rerun the transforms stage")
@@ -158,9 +161,12 @@ class SubjectDataset:
         self.full_intrinsics = (fx, fy, float(meta["cx"]), float(meta["cy"]))
         self.intrinsics = (fx * sx, fy * sy, float(meta["cx"]) * sx, float(meta["cy"]) * sy)
 
-        self._load_audio(features_path)
-        self._load_eye()
-        self._load_landmarks(sx, sy)
+        self.features_path, self.audio_backend, self.audio_shape = None, None, None
+        if audio:
+            self._load_audio(features_path)
+        if face:
+            self._load_eye()
+            self._load_landmarks(sx, sy)
         if load_images:
             self._load_images(int(cache_mb * 2 ** 20))
 
@@ -178,6 +184,7 @@ class SubjectDataset:
         self.features_path = path
         self.audio_backend = backend or next((b for b, f in FEATURE_FILES.items() if f == path.name), "unknown")
         self._fail_if_missing(path, "the audio_features stage")
+        self._digests[path.name] = _file_digest(path)
         feats = np.load(path)
         if feats.ndim == 2:  # [N, C]: one step per frame
             feats = feats[:, None, :]
@@ -199,6 +206,7 @@ class SubjectDataset:
     def _load_eye(self):
         path = self.data_dir / "au.csv"
         self._fail_if_missing(path, "the blink stage")
+        self._digests["au.csv"] = _file_digest(path)
         try:
             au = read_au45(path)
         except (KeyError, ValueError, IndexError):
@@ -211,6 +219,7 @@ class SubjectDataset:
         for i in self.img_ids:
             p = self.data_dir / "lms" / f"{i}.lms"
             self._fail_if_missing(p, "the landmarks stage")
+            self._digests[f"lms/{i}.lms"] = _file_digest(p)
             pts = np.loadtxt(p, dtype=np.float32).reshape(-1, 2)
             if pts.shape[0] != 68:
                 self._fail(f"{p.name} has {pts.shape[0]} landmarks, expected 68", "rerun the landmarks stage")
@@ -227,8 +236,24 @@ class SubjectDataset:
         # half the cache for each kind of frame
         self.gt_frames = FrameStore(gt, flags=cv2.IMREAD_COLOR, size=size, cache_bytes=cache_bytes // 2)
         self.torso_frames = FrameStore(torso, flags=cv2.IMREAD_UNCHANGED, size=size, cache_bytes=cache_bytes // 2)
+        self._digests["bc.jpg"] = _file_digest(self.data_dir / "bc.jpg")
         bc = cv2.imread(str(self.data_dir / "bc.jpg"), cv2.IMREAD_COLOR)
         self.bc = cv2.resize(cv2.cvtColor(bc, cv2.COLOR_BGR2RGB), (self.W, self.H), interpolation=cv2.INTER_AREA)
+
+    def fingerprint(self, frames: tuple[str, ...] = ("gt_imgs", "torso_imgs")) -> str:
+        """Hash of every file this split was read from: transforms, features, ``au.csv``,
+        ``lms/``, ``bc.jpg`` and the ``frames`` folders (for matching checkpoints to their data;
+        the torso learns ``torso_imgs`` only)."""
+        h = hashlib.sha256()
+        for name, digest in sorted(self._digests.items()):
+            h.update(f"{name}:{digest}\n".encode())
+        if hasattr(self, "gt_frames"):
+            stores = {"gt_imgs": self.gt_frames, "torso_imgs": self.torso_frames}
+            for store in (stores[f] for f in frames):
+                for path, data in zip(store.paths, store.encoded, strict=True):
+                    h.update(f"{path.parent.name}/{path.name}:{data.nbytes}:".encode())
+                    h.update(data.tobytes())
+        return h.hexdigest()[:16]
 
     # --- per frame -------------------------------------------------------------------------
     def __len__(self) -> int:

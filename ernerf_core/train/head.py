@@ -31,7 +31,7 @@ from ..model.head import HeadNetwork, build_head
 from ..model.io import load_head, read_head_file, save_head
 from ..model.rays import pixel_rays
 from ..model.renderer import render_image, render_rays
-from .dataset import SubjectDataset, data_fingerprint
+from .dataset import SubjectDataset
 from .error_map import ErrorMap
 from .losses import LOSSES, photometric, psnr, uncertainty_weighted, weights_entropy
 from .sampling import PixelSampler, rect_pixels
@@ -329,7 +329,7 @@ class HeadRun:
         decay, offset = float(s["lr_decay"]), self.step_offset
         # what defines the trained weights: checkpoints made with anything else are not resumed
         self.run_settings = {**{k: v for k, v in s.items() if k not in NOT_IN_RESULT}, "stage": stage,
-                             "data": data_fingerprint(self.data_dir, train.features_path),
+                             "data": train.fingerprint(),
                              "init": read_head_file(init_head)["meta"]["train"].get("id") if init_head else None}
         self.trainer = Trainer(
             model=model, param_groups=model.param_groups(s["lr"], s["lr_net"]), step_fn=self.step_fn,

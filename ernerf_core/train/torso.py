@@ -17,8 +17,11 @@ exponential lr decay, EMA, checkpoints in ``<model dir>/checkpoints``, resume af
 CSV log, validation images).
 
 ``settings`` is Snakemake's ``train_settings("torso")``: shared ``seed``/``loss``/
-``huber_delta``, the ``model`` section (unused here) and the ``train.torso`` section;
-missing keys take :data:`TORSO_DEFAULTS`.
+``huber_delta`` and the ``train.torso`` section; missing keys take :data:`TORSO_DEFAULTS`.
+The head's ``model`` section is not the torso's (its grid is ``train.torso.grid``): a
+``model`` key passed in is dropped, so it reaches neither the checkpoints nor the manifest.
+The torso reads poses, the torso images and ``bc.jpg`` only (no audio, blink or
+landmarks), so those stages' results do not make it stale.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from ..fsio import write_manifest
 from ..model.encoders import HashGridSpec
 from ..model.portrait import to_uint8, torso_over_background
 from ..model.torso import TorsoConfig, TorsoNet, coords_of_indices, save_torso
-from .dataset import SubjectDataset, data_fingerprint
+from .dataset import SubjectDataset
 from .losses import LOSSES, photometric, psnr, weights_entropy
 from .sampling import uniform_pixels
 from .trainer import Trainer
@@ -60,10 +63,20 @@ NOT_TRAJECTORY = ("cache_mb", "val_every", "val_frames", "final_val_frames", "ch
 
 def resolve_settings(settings: dict) -> dict:
     """Stage settings with defaults filled in (the Snakemake schema fills the same ones)."""
-    out = {**SHARED_DEFAULTS, **TORSO_DEFAULTS, "model": {}}
-    out.update({k: v for k, v in settings.items() if v is not None})
+    out = {**SHARED_DEFAULTS, **TORSO_DEFAULTS}
+    out.update({k: v for k, v in settings.items() if v is not None and k != "model"})
     out["grid"] = {**TORSO_DEFAULTS["grid"], **(settings.get("grid") or {})}
     return out
+
+
+# What the torso reads of a split: poses, frames and bc.jpg (no audio, blink or landmarks).
+TORSO_PARTS = {"audio": False, "face": False}
+
+
+def checkpoint_settings(s: dict, train: SubjectDataset) -> dict:
+    """What defines the optimisation: a checkpoint made with other values or data is not resumed."""
+    return {**{k: v for k, v in s.items() if k not in NOT_TRAJECTORY}, "stage": STAGE,
+            "data": train.fingerprint(frames=("torso_imgs",))}
 
 
 def torso_config(s: dict, n_train: int) -> TorsoConfig:
@@ -149,16 +162,13 @@ def train_torso(*, subject: str, data_dir, model_path, manifest_path, settings: 
     work = model_path.parent
     torch.manual_seed(int(s["seed"]))
     gen = torch.Generator().manual_seed(int(s["seed"]))
-    train = SubjectDataset(data_dir, "train", subject=subject, stage=STAGE, downscale=s["downscale"],
-                           cache_mb=s["cache_mb"])
-    val = SubjectDataset(data_dir, "val", subject=subject, stage=STAGE, features_path=train.features_path,
-                         downscale=s["downscale"], cache_mb=64)
+    torso_parts = {"subject": subject, "stage": STAGE, **TORSO_PARTS}
+    train = SubjectDataset(data_dir, "train", downscale=s["downscale"], cache_mb=s["cache_mb"], **torso_parts)
+    val = SubjectDataset(data_dir, "val", downscale=s["downscale"], cache_mb=64, **torso_parts)
     torso = TorsoNet(torso_config(s, len(train))).to(dev)
     step = TorsoStep(torso, train, s, generator=gen, device=dev)
     decay, iters = float(s["lr_decay"]), int(s["iters"])
-    # what defines the optimisation: a checkpoint made with other values is not resumed
-    run_settings = {**{k: v for k, v in s.items() if k not in NOT_TRAJECTORY}, "stage": STAGE,
-                    "data": data_fingerprint(data_dir, train.features_path)}
+    run_settings = checkpoint_settings(s, train)
     trainer = Trainer(model=torso, param_groups=torso.param_groups(s["lr"], s["lr_net"]), step_fn=step,
                       iters=iters, lr_lambda=lambda it: decay ** (it / iters), settings=run_settings,
                       checkpoint_dir=work / "checkpoints", log_path=work / "train_log.csv",
@@ -180,8 +190,7 @@ def train_torso(*, subject: str, data_dir, model_path, manifest_path, settings: 
     trainer.fit(val_fn=periodic_val if s["val_every"] else None, val_every=s["val_every"])
     wall = time.perf_counter() - t0
 
-    full_val = SubjectDataset(data_dir, "val", subject=subject, stage=STAGE,
-                              features_path=train.features_path, downscale=1.0, cache_mb=256)
+    full_val = SubjectDataset(data_dir, "val", downscale=1.0, cache_mb=256, **torso_parts)
     final_frames = spread(len(full_val), s["final_val_frames"])
     with trainer.ema.applied():
         torso.eval()
