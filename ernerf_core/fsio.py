@@ -1,7 +1,11 @@
 """Atomic file and directory writes, and stage manifests.
 
 A killed job must never leave an output that looks finished: everything is written under
-a temporary name beside its destination and renamed into place only when complete.
+a temporary name beside its destination and renamed into place only when complete. The
+folder temporaries a killed writer left (``.<name>.tmp-<pid>``, ``.<name>.old-<pid>``:
+thousands of frames, say) are removed by the next write of the same folder; one output has
+one writer at a time (Snakemake runs one job per output). Training checkpoints clean their
+own (``train/checkpoint.py``).
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -21,6 +26,20 @@ from . import __version__
 
 def _tmp_name(path: Path) -> Path:
     return path.parent / f".{path.name}.tmp-{os.getpid()}"
+
+
+def remove_stale_temporaries(path: Path) -> None:
+    """Remove the ``.<name>.tmp-<pid>`` / ``.<name>.old-<pid>`` folders killed writers of the
+    folder ``path`` left beside it (see the module docstring)."""
+    if not path.parent.is_dir():
+        return
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.(tmp|old)-\d+")
+    for stale in path.parent.iterdir():
+        if pattern.fullmatch(stale.name):
+            if stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -46,8 +65,8 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield an empty temporary directory that replaces ``path`` as a whole on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     tmp = _tmp_name(path)
-    shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
         yield tmp

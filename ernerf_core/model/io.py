@@ -12,6 +12,7 @@ stages call.
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import torch
@@ -31,10 +32,21 @@ def save_model_file(path, fmt: str, model, meta: dict) -> None:
         torch.save(payload, tmp)
 
 
+def load_weights_only(path):
+    """``torch.load(weights_only=True)`` on the CPU. A file that carries pickled objects other
+    than tensors and plain values is refused with a ValueError that says so (loading such a
+    file the ordinary way can run code from it)."""
+    try:
+        return torch.load(Path(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ValueError(f"{path} carries pickled objects other than tensors and plain values, which "
+                         "weights-only loading refuses (such a file can run code when loaded)") from err
+
+
 def read_model_file(path, fmt: str, what: str) -> dict:
     """The raw dict of a file written by :func:`save_model_file` (weights_only=True), with its
     format checked: ValueError naming ``what`` otherwise."""
-    payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    payload = load_weights_only(path)
     if not isinstance(payload, dict) or payload.get("format") != fmt:
         raise ValueError(f"{path} is not an ER-NeRF {what} model ({fmt})")
     return payload

@@ -22,7 +22,6 @@ the head is rendered over that: ``image = head + (1 - head_weight_sum) * (torso 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -30,6 +29,7 @@ import torch
 from ..fsio import atomic_file
 from .head import HeadConfig, HeadNetwork
 from .io import FORMAT as HEAD_FORMAT
+from .io import load_weights_only
 from .renderer import render_image
 from .torso import TorsoConfig, TorsoNet, pixel_coords
 
@@ -81,7 +81,7 @@ def save_portrait(path, *, head_payload: dict, torso: TorsoNet, background: np.n
 
 def load_portrait(path, device: torch.device | str = "cpu") -> Portrait:
     """Rebuild head and torso (eval mode, on ``device``) from a portrait model.pt."""
-    payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    payload = load_weights_only(path)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path} is not an ER-NeRF portrait model ({FORMAT})")
     hp = payload["head"]

@@ -144,11 +144,13 @@ class Trainer:
 
     # --- log -------------------------------------------------------------------------------
     def _truncate_log(self) -> None:
-        """Drop log rows written after the checkpoint we resumed from."""
+        """Drop log rows written after the checkpoint we resumed from, and a row a kill cut short
+        (fewer fields than the header: it would glue itself to the next row appended)."""
         if not (self.log_path and self.log_path.exists()):
             return
         with open(self.log_path, newline="") as fh:
-            rows = [r for r in csv.DictReader(fh) if int(r["step"]) <= self.step]
+            rows = [r for r in csv.DictReader(fh)
+                    if None not in r.values() and (r.get("step") or "").isdigit() and int(r["step"]) <= self.step]
         self._write_log(rows, mode="w")
 
     def _write_log(self, rows: list[dict], mode: str = "a") -> None:
