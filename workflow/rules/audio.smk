@@ -19,7 +19,7 @@ rule audio_features:
         runtime=60,
     params:
         backend=config["audio"]["backend"],
-        checkpoint=config["audio"]["checkpoint"],
+        checkpoint=backend_param("audio", AUDIO_WEIGHTS_BACKENDS, "checkpoint"),
     script:
         "../scripts/audio_features.py"
 
@@ -43,6 +43,6 @@ rule driving_features:
         runtime=60,
     params:
         backend=config["audio"]["backend"],
-        checkpoint=config["audio"]["checkpoint"],
+        checkpoint=backend_param("audio", AUDIO_WEIGHTS_BACKENDS, "checkpoint"),
     script:
         "../scripts/driving_features.py"

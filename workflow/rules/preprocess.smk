@@ -46,11 +46,11 @@ rule landmarks:
     resources:
         mem_mb=3000,
         runtime=60,
+    # max_missing_share / max_gap_frames only accept or refuse the frames (gaps are always
+    # interpolated), so they are not params; the script reads them from the config.
     params:
         data_dir=subject_data,
         backend=config["landmarks"]["backend"],
-        max_missing_share=config["landmarks"]["max_missing_share"],
-        max_gap_frames=config["landmarks"]["max_gap_frames"],
     script:
         "../scripts/landmarks.py"
 
@@ -76,7 +76,7 @@ rule parsing:
     params:
         data_dir=subject_data,
         backend=config["parsing"]["backend"],
-        bisenet_weights=config["parsing"]["bisenet_weights"],
+        bisenet_weights=backend_param("parsing", ["bisenet"], "bisenet_weights"),
     script:
         "../scripts/parsing.py"
 
@@ -152,7 +152,7 @@ rule blink:
     params:
         data_dir=subject_data,
         backend=config["blink"]["backend"],
-        openface_csv=config["blink"]["openface_csv"],
+        openface_csv=backend_param("blink", ["openface"], "openface_csv"),
     script:
         "../scripts/blink.py"
 

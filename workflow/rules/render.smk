@@ -49,7 +49,11 @@ rule render_audio:
         mem_mb=6000,
         runtime=60,
         gpu=1,
+    # the render keys render_audio reads (not render_test's syncnet_weights)
     params:
-        render=config.get("render", {}),
+        render={
+            k: config["render"][k]
+            for k in ("smooth_path", "smooth_window", "fixed_eye", "downscale")
+        },
     script:
         "../scripts/render_audio.py"

@@ -21,11 +21,12 @@ rule tracking:
     resources:
         mem_mb=4000,
         runtime=60,
+    # max_reprojection_px only accepts or refuses the fit, so it is not a param; the script
+    # reads it from the config.
     params:
         data_dir=subject_data,
         backend=config["tracking"]["backend"],
-        bfm_model=config["tracking"]["bfm_model"],
-        max_reprojection_px=config["tracking"]["max_reprojection_px"],
+        bfm_model=backend_param("tracking", ["bfm"], "bfm_model"),
         expressions=config["tracking"]["expressions"],
         focal_range=config["tracking"]["focal_range"],
         smooth_weight=config["tracking"]["smooth_weight"],

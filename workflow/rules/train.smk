@@ -56,7 +56,7 @@ rule finetune_lips:
 
 rule train_torso:
     input:
-        **DATASET_INPUTS,
+        **TORSO_INPUTS,
     output:
         model="results/{subject}/torso/model.pt",
         manifest=manifest("train_torso"),

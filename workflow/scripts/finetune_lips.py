@@ -9,6 +9,8 @@ run_from_snakemake(
     head_path=snakemake.input.head,
     model_path=snakemake.output.model,
     manifest_path=snakemake.output.manifest,
-    settings=dict(snakemake.params.settings),
+    # the params (what defines the model) over the config section, which adds the keys that
+    # are not params (validation cadence, checkpoints, cache: TRAIN_RUNTIME_KEYS)
+    settings={**snakemake.config["train"]["lips"], **snakemake.params.settings},
     device=snakemake.config["train"]["device"],
 )

@@ -8,5 +8,8 @@ run_from_snakemake(
     dense_path=snakemake.output.dense,
     lms_dir=snakemake.output.lms,
     manifest_path=snakemake.output.manifest,
+    # checks, not result params
+    max_missing_share=snakemake.config["landmarks"]["max_missing_share"],
+    max_gap_frames=snakemake.config["landmarks"]["max_gap_frames"],
     **dict(snakemake.params.items()),
 )

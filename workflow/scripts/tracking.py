@@ -8,5 +8,6 @@ run_from_snakemake(
     params_path=snakemake.output.params,
     preview_path=snakemake.output.preview,
     manifest_path=snakemake.output.manifest,
+    max_reprojection_px=snakemake.config["tracking"]["max_reprojection_px"],  # a check, not a result param
     **dict(snakemake.params.items()),
 )

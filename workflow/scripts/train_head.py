@@ -8,6 +8,8 @@ run_from_snakemake(
     data_dir=snakemake.params.data_dir,
     model_path=snakemake.output.model,
     manifest_path=snakemake.output.manifest,
-    settings=dict(snakemake.params.settings),
+    # the params (what defines the model) over the config section, which adds the keys that
+    # are not params (validation cadence, checkpoints, cache: TRAIN_RUNTIME_KEYS)
+    settings={**snakemake.config["train"]["head"], **snakemake.params.settings},
     device=snakemake.config["train"]["device"],
 )
