@@ -23,7 +23,7 @@ LAYERS = {
     "audio": 4, "preprocess": 4, "demo": 4,
     "train": 5,
     "render": 6,
-    "cli": 7, "summary": 7,
+    "cli": 7, "summary": 7, "study": 7,
 }
 
 
