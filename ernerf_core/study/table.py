@@ -235,7 +235,7 @@ def _header_lines(subject: str, stats, seeds: dict[str, int], baseline: str | No
             + (f" Baseline: `{baseline}`." if baseline in stats else "")]
 
 
-RULE_TEXT = ("A difference is *beyond the seed-to-seed spread* when the two mean ± sd ranges do not "
+RULE_TEXT = ("A difference is \"beyond the seed-to-seed spread\" when the two mean ± sd ranges do not "
              "overlap (|mean_a − mean_b| > sd_a + sd_b): the choice of seed alone does not explain it. "
              "This is a screen, not a significance test; with a few seeds, a difference within the spread "
              "is not shown to be absent, only not shown.")
