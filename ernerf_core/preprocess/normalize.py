@@ -15,6 +15,11 @@ auto-rotated frame), so source points map as ``p_norm = (p_src - [x, y]) * resol
 
 Frames come from a single ffmpeg pass: ``fps=25`` (timestamp based, so variable frame rate
 sources come out right), exact crop, lanczos scale, JPEG written directly.
+
+Questionable but workable input gives a warning in the log and in the manifest's
+``warnings`` list (one line each) instead of an error: more than one face in the sampled
+frames (the crop follows the largest; ``face.multi_face_samples`` counts the samples), and
+a silent audio track (below ``SILENT_DBFS``: the mouth cannot learn from it).
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ MIN_FACE_SAMPLES = 5  # short clips still get several looks at the face
 DETECT_MAX_SIDE = 640  # samples are downscaled to this for detection (MediaPipe runs at 192-256)
 MIN_DETECTION_SCORE = 0.5
 MIN_FACE_SHARE = 0.3  # of sampled frames that must show a face
+SILENT_DBFS = -60.0  # RMS of the whole track below this: a silent recording
 # Frames the video track may fall short of the container's duration without comment
 # (audio priming / last-frame rounding); beyond this it is a shorter video track or damage.
 FRAME_SHORTFALL_OK = 3
@@ -69,6 +75,7 @@ class FaceBox:
     size: float  # median of max(box width, box height)
     samples: int
     found: int
+    multi: int = 0  # samples that showed more than one face
 
 
 @dataclass(frozen=True)
@@ -108,6 +115,16 @@ def normalize(subject: str, video: str | os.PathLike, frames_dir: str | os.PathL
     info = _probe_source(subject, video, min_seconds)
     audio = _decode_audio(subject, video, info)
     face = detect_face(subject, video, info)
+    warnings = []
+    if face.multi:
+        warnings.append(f"{face.multi} of {face.samples} sampled frames show more than one face: the crop "
+                        "follows the largest; check preview/contact_sheet.png shows the right person")
+    level = _dbfs(audio)
+    if level < SILENT_DBFS:
+        warnings.append(f"the audio track is silent ({level:.0f} dBFS): the mouth will not follow speech; "
+                        "use a recording with the subject speaking")
+    for warning in warnings:
+        log.warning("[%s] %s: %s", subject, STAGE, warning)
     crop = square_crop(face, crop_scale, info.video.width, info.video.height)
     log.info("%s: %dx%d %.2fs, face at (%.0f, %.0f) size %.0f in %d/%d samples, crop %s",
              video.name, info.video.width, info.video.height, info.duration, face.cx, face.cy,
@@ -136,9 +153,17 @@ def normalize(subject: str, video: str | os.PathLike, frames_dir: str | os.PathL
         crop={"x": crop.x, "y": crop.y, "size": crop.size},
         crop_shrunk=crop.shrunk,
         face={"center": [face.cx, face.cy], "size": face.size, "samples": face.samples,
-              "found": face.found, "detector": "mediapipe face_detection"},
+              "found": face.found, "multi_face_samples": face.multi, "detector": "mediapipe face_detection"},
+        audio_dbfs=round(level, 1) if math.isfinite(level) else None,
+        warnings=warnings,
         ffmpeg=ffmpeg_exe(),
     )
+
+
+def _dbfs(audio: np.ndarray) -> float:
+    """RMS level of the track in dB full scale (-inf for digital silence)."""
+    rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) if audio.size else 0.0
+    return 20 * math.log10(rms) if rms > 0 else -math.inf
 
 
 def _probe_source(subject: str, video: Path, min_seconds: float) -> MediaInfo:
@@ -191,9 +216,10 @@ def _decode_audio(subject: str, video: Path, info: MediaInfo) -> np.ndarray:
 def detect_face(subject: str, video: Path, info: MediaInfo) -> FaceBox:
     """Median face centre and size over ~1 frame per second (between 5 and 30 samples)."""
     frames, scale = _sample_frames(subject, video, info)  # [S, h, w, 3] uint8, px per source px
-    centres, sizes = [], []
+    centres, sizes, multi = [], [], 0
     for frame in frames:
-        box = _largest_face(frame)
+        box, count = _largest_face(frame)
+        multi += count > 1
         if box is not None:
             x, y, w, h = (v / scale for v in box)
             centres.append((x + w / 2, y + h / 2))
@@ -210,7 +236,7 @@ def detect_face(subject: str, video: Path, info: MediaInfo) -> FaceBox:
         log.warning("a face was found in only %d of %d sampled frames", len(centres), len(frames))
     cx, cy = np.median(np.asarray(centres), axis=0)
     return FaceBox(cx=float(cx), cy=float(cy), size=float(np.median(sizes)),
-                   samples=len(frames), found=len(centres))
+                   samples=len(frames), found=len(centres), multi=multi)
 
 
 def _sample_frames(subject: str, video: Path, info: MediaInfo) -> tuple[np.ndarray, float]:
@@ -254,8 +280,8 @@ def _detector(model_selection: int):
     return _detectors[model_selection]
 
 
-def _largest_face(rgb: np.ndarray) -> tuple[float, float, float, float] | None:
-    """(x, y, w, h) in pixels of the largest face in ``rgb`` [H, W, 3], or None.
+def _largest_face(rgb: np.ndarray) -> tuple[tuple[float, float, float, float] | None, int]:
+    """((x, y, w, h) in pixels of the largest face in ``rgb`` [H, W, 3], or None; faces found).
 
     The full-range model (1) finds small and mid-size faces; the short-range model (0) is
     tried when it finds none, because it is better on faces filling the frame.
@@ -266,8 +292,8 @@ def _largest_face(rgb: np.ndarray) -> tuple[float, float, float, float] | None:
         boxes = [d.location_data.relative_bounding_box for d in (result.detections or [])]
         if boxes:
             b = max(boxes, key=lambda b: b.width * b.height)
-            return b.xmin * W, b.ymin * H, b.width * W, b.height * H
-    return None
+            return (b.xmin * W, b.ymin * H, b.width * W, b.height * H), len(boxes)
+    return None, 0
 
 
 def square_crop(face: FaceBox, crop_scale: float, width: int, height: int) -> SquareCrop:

@@ -9,13 +9,17 @@ than it, optionally smoothed over a 7-frame window; the eye value follows the tr
 fixed. The output is ``<audio-name>.mp4`` (H.264 yuv420p 25 fps, the audio muxed), one
 frame per feature frame.
 
-Memory stays flat for long audio: features are memory-mapped and read 8 frames at a time,
-and frames are streamed into ffmpeg as they are rendered.
+Memory stays flat for long audio: the features file is read 8 frames at a time with
+``pread`` (:class:`FeatureFile`; a memory map would keep every page it touched resident, so
+3 minutes of 512-wide features would add ~150 MB), and frames are streamed into ffmpeg as
+they are rendered (ffmpeg reads the WAV itself). Only the pose track ([M, 4, 4] float32, 64
+bytes a frame) grows with the audio.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -36,8 +40,42 @@ STAGE = "render_audio"
 log = logging.getLogger(__name__)
 
 
-def window_at(features: np.ndarray, i: int) -> torch.Tensor:
-    """The [8, C, W] attention window of frame i from memory-mapped features [M, W, C]."""
+class FeatureFile:
+    """A ``.npy`` features file [M, W, C] read a few frames at a time (``file[lo:hi]``), never
+    held whole: the header is parsed once, each slice is one ``pread`` into a new array."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        with open(self.path, "rb") as fh:
+            fmt = np.lib.format
+            major, _ = fmt.read_magic(fh)
+            read_header = fmt.read_array_header_1_0 if major == 1 else fmt.read_array_header_2_0
+            shape, fortran, dtype = read_header(fh)
+            self.offset = fh.tell()
+        if fortran or dtype.hasobject:
+            raise ValueError("not a C-ordered numeric array")
+        self.shape, self.dtype = tuple(shape), dtype
+        self.ndim = len(self.shape)
+        self.frame_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * dtype.itemsize
+        if self.path.stat().st_size < self.offset + self.shape[0] * self.frame_bytes:
+            raise ValueError("shorter than its header says: truncated")
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key: slice) -> np.ndarray:
+        lo, hi, _ = key.indices(len(self))
+        n = max(0, hi - lo)
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            buf = os.pread(fd, n * self.frame_bytes, self.offset + lo * self.frame_bytes)
+        finally:
+            os.close(fd)
+        return np.frombuffer(buf, self.dtype).reshape(n, *self.shape[1:])
+
+
+def window_at(features, i: int) -> torch.Tensor:
+    """The [8, C, W] attention window of frame i from features [M, W, C] (an array or a FeatureFile)."""
     lo, hi = max(0, i - ATT_WINDOW // 2), min(len(features), i + ATT_WINDOW // 2)
     part = torch.from_numpy(np.array(features[lo:hi], dtype=np.float32)).transpose(1, 2)  # a copy
     return audio_window(part, i - lo, ATT_WINDOW)  # zero padded only at the clip's ends
@@ -61,7 +99,11 @@ def render_audio(*, subject: str, model_path, features_path, wav_path, audio_man
                          "rerun the portrait stage to rewrite it") from None
     driving = read_json(audio_manifest_path)
     check_compatible(portrait.audio, driving, subject, STAGE)
-    features = np.load(features_path, mmap_mode="r")  # [M, W, C]
+    try:
+        features = FeatureFile(features_path)  # [M, W, C], read 8 frames at a time
+    except (OSError, ValueError) as err:
+        raise StageError(subject, STAGE, f"cannot read the driving features {features_path} ({err})",
+                         "rerun driving_features for this audio") from None
     expected = list(portrait.audio["feature_shape"][1:])
     if features.ndim != 3 or list(features.shape[1:]) != expected:
         raise StageError(subject, STAGE, f"{features_path} holds features {list(features.shape)}, "

@@ -308,7 +308,11 @@ class HeadRun:
         else:
             if not Path(init_head).exists():
                 raise StageError(subject, stage, f"{init_head} is missing", "run train_head first")
-            model = load_head(init_head, dev).train()
+            try:
+                model = load_head(init_head, dev).train()
+            except (ValueError, KeyError, RuntimeError) as err:  # not a head file, or a pickle payload
+                raise StageError(subject, stage, f"{init_head} is not a head model ({err})",
+                                 "rerun train_head to rewrite it") from None
             meta = model.meta
             if meta["audio"]["channels"] != train.audio_shape[1] or meta["data"]["n_train"] != len(train):
                 raise StageError(subject, stage, f"{init_head} was trained on different data",
