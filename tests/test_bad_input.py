@@ -6,7 +6,8 @@ says so in the log and in the manifest's ``warnings``. Covered elsewhere (not re
 here): no face, no audio track, corrupt / truncated / empty / text files, 30 fps and
 variable fps, odd and portrait sizes, too short a clip, unsafe subject names
 (tests/test_normalize.py, tests/test_landmarks.py, tests/test_audio_features.py,
-tests/test_workflow.py), driving features of another backend (tests/test_render.py).
+tests/test_workflow.py), driving features of another backend (tests/test_render.py), pickle
+payloads in checkpoints and read directly from model files (tests/test_faults.py).
 """
 
 from __future__ import annotations
@@ -32,14 +33,11 @@ from ernerf_core.media import write_png
 from ernerf_core.media.audio import write_wav
 from ernerf_core.media.video import VideoWriter, inspect_video
 from ernerf_core.model.head import build_head
-from ernerf_core.model.io import read_head_file, read_model_file, save_head
-from ernerf_core.model.portrait import load_portrait
-from ernerf_core.model.torso import read_torso_file
+from ernerf_core.model.io import save_head
 from ernerf_core.preprocess.normalize import normalize
 from ernerf_core.render import driving
 from ernerf_core.render.driving import render_audio
 from ernerf_core.render.test_split import render_test
-from ernerf_core.train.checkpoint import load_latest, save_checkpoint
 from ernerf_core.train.dataset import SubjectDataset
 from ernerf_core.train.lips import finetune_lips
 from ernerf_core.train.portrait import assemble_portrait
@@ -301,22 +299,9 @@ def poisoned(path: Path, original: Path, marker: Path) -> Path:
     return path
 
 
-def test_model_files_with_a_pickle_payload_are_refused_by_every_reader(tiny, tmp_path):
-    marker = tmp_path / "code ran"
-    head = poisoned(tmp_path / "head.pt", tiny.root / "lips" / "model.pt", marker)
-    torso = poisoned(tmp_path / "torso.pt", tiny.root / "torso" / "model.pt", marker)
-    portrait = tmp_path / "portrait.pt"
-    payload = torch.load(tiny.root / "portrait" / "model.pt", map_location="cpu", weights_only=True)
-    payload["note"] = Payload(marker)
-    torch.save(payload, portrait)
-    for read in (lambda: read_head_file(head), lambda: read_model_file(head, "ernerf-head/1", "head"),
-                 lambda: read_torso_file(torso), lambda: load_portrait(portrait)):
-        with pytest.raises(ValueError, match="pickled objects other than tensors"):
-            read()
-    assert not marker.exists()
-
-
 def test_stages_refuse_a_pickle_payload_with_one_line_and_write_nothing(tiny, tmp_path):
+    """Every stage that reads a head, torso or portrait file: one line naming subject and stage, the
+    payload never runs, nothing written (the readers themselves: tests/test_faults.py)."""
     marker = tmp_path / "code ran"
     data = tiny.data_dir
     head = poisoned(tmp_path / "in" / "head.pt", tiny.root / "lips" / "model.pt", marker)
@@ -355,14 +340,3 @@ def test_stages_refuse_a_pickle_payload_with_one_line_and_write_nothing(tiny, tm
         assert "pickled objects other than tensors" in message and err.value.remedy, message
     assert not marker.exists()
     assert not out.exists() or not [p for p in out.rglob("*") if p.is_file()]
-
-
-def test_a_checkpoint_with_a_pickle_payload_is_skipped_for_the_previous_one(tmp_path, caplog):
-    marker = tmp_path / "code ran"
-    ck = tmp_path / "checkpoints"
-    save_checkpoint(ck, 10, {"step": 10, "settings": "s", "w": torch.ones(2)})
-    save_checkpoint(ck, 20, {"step": 20, "settings": "s", "w": torch.ones(2), "note": Payload(marker)})
-    with caplog.at_level(logging.WARNING):
-        state = load_latest(ck, "s")
-    assert state["step"] == 10 and not marker.exists()
-    assert "step_0000020.pt" in caplog.text and "pickled objects other than tensors" in caplog.text
