@@ -134,6 +134,7 @@ def test_the_training_step_draws_its_rays_from_the_error_map(subject, tmp_path, 
     e_total = 16 * 1.0 + (256 - 16) * 1e-3
     expected = 0.75 * 16 / e_total + 0.25 * area  # (1 - u) * the corner's error share + u * its area
     assert seen["pixels"].numel() == 2000
+    print(f"corner share {hit:.3f}, expected {expected:.3f}, uniform {area:.3f}")
     assert hit == pytest.approx(expected, abs=0.04) and hit > 10 * area
 
 
