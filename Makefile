@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench lint rulegraph clean
+.PHONY: install demo test test-cluster bench lint rulegraph clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,13 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The workflow through a real one-node SLURM (tests/cluster/): as root it installs and starts
+# slurm-wlm, slurmdbd, MariaDB and munge; elsewhere it skips with the one line saying why.
+test-cluster: $(STAMP)
+	@bash tests/cluster/setup_slurm.sh; rc=$$?; \
+	if [ $$rc -eq 3 ]; then exit 0; elif [ $$rc -ne 0 ]; then exit $$rc; fi; \
+	ERNERF_CLUSTER_TEST=1 $(BIN)/python -m pytest -q -s tests/cluster
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

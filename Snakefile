@@ -8,10 +8,11 @@ configfile: "config/config.yaml"
 include: "workflow/rules/common.smk"
 
 
-# Wildcards only ever match configured names, so a typo is a planning error, not a job.
+# Wildcards only ever match configured names (escaped: driving audio names may hold a "."),
+# so a typo is a planning error, not a job.
 wildcard_constraints:
-    subject="|".join(SUBJECTS),
-    audio="|".join(DRIVING) if DRIVING else "(?!)",
+    subject="|".join(re.escape(s) for s in SUBJECTS),
+    audio="|".join(re.escape(a) for a in DRIVING) if DRIVING else "(?!)",
 
 
 include: "workflow/rules/demo.smk"
@@ -20,6 +21,7 @@ include: "workflow/rules/tracking.smk"
 include: "workflow/rules/audio.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/render.smk"
+include: "workflow/rules/study.smk"
 
 
 rule all:

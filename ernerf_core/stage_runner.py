@@ -15,6 +15,7 @@ from typing import Any
 
 from .device import set_threads
 from .errors import StageError
+from .subjects import subject_config
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -46,3 +47,13 @@ def run_from_snakemake(smk: Any, func: Callable[..., Any], **kwargs: Any) -> Any
     """Call ``func`` with the rule's log and threads; kwargs carry inputs/outputs/params."""
     log_path = smk.log[0] if len(smk.log) else None
     return run_stage(func, log_path=log_path, threads=smk.threads, **kwargs)
+
+
+def use_subject_config(smk: Any) -> dict:
+    """First line of a subject's script: make ``snakemake.config`` the config of the job's
+    subject (its sample-sheet or mapping overrides applied, ``subjects.subject_config``), so
+    every setting the script reads is that subject's. Returns it."""
+    subject = getattr(smk.wildcards, "subject", None)
+    if subject is not None:
+        smk.config = subject_config(smk.config, subject)
+    return smk.config

@@ -21,6 +21,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parents[1]
+
+# tests/cluster/ is `make test-cluster` (it installs and starts a one-node SLURM), never a
+# plain test run.
+collect_ignore = [] if os.environ.get("ERNERF_CLUSTER_TEST") == "1" else ["cluster"]
 SHARED_MEDIA = REPO.parent / "shared" / "media"
 
 # The small demo used across the suite: big enough for face detection, small enough to be fast.

@@ -227,8 +227,8 @@ def _graph_has(t: torch.Tensor, name: str) -> bool:
 def test_a_broken_build_warns_once_and_falls_back(tmp_path, ext_env):
     src = tmp_path / "cuda_ext"
     shutil.copytree(SRC, src)
-    bindings = src / "gridencoder" / "bindings.cpp"
-    bindings.write_text("#error deliberately broken for the test\n" + bindings.read_text())
+    for name in ("bindings.cpp", "grid_cpu.cpp"):  # only the error: gcc goes on compiling after #error
+        (src / "gridencoder" / name).write_text("#error deliberately broken for the test\n")
     ext_env.setenv("ERNERF_EXT_SRC", str(src))
     ext_env.setenv("ERNERF_EXT_CACHE", str(tmp_path / "cache"))
     grid = HashGrid(HashGridSpec(levels=4, log2_table_size=8, base_resolution=4, finest_resolution=50), dim=2)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..device import resolve_device
+from ..device import job_threads, resolve_device
 from ..errors import StageError
 from ..fsio import write_manifest
 from ..model.head import HeadNetwork, build_head
@@ -293,7 +293,9 @@ class HeadRun:
             # A step is thousands of small ops: a second intra-op thread gains little when the
             # machine is idle and, when anything else runs, every op waits for a descheduled
             # thread (measured here: 0.23 s/step with 1 thread, 1.0-4.0 s with 2 under load).
-            torch.set_num_threads(CPU_THREADS)
+            # So one thread, unless the job was given a count (the workflow's
+            # resources.<rule>.threads, `ernerf --threads`): then that.
+            torch.set_num_threads(job_threads() or CPU_THREADS)
         self.data_dir, self.work = Path(data_dir), Path(work_dir)
         torch.manual_seed(int(s["seed"]))
         gen = torch.Generator().manual_seed(int(s["seed"]))

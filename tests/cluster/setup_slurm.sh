@@ -117,6 +117,8 @@ AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
 AccountingStorageTRES=gres/gpu
 AccountingStorageEnforce=associations
+# the job comment (the plugin writes rule and wildcards there) kept for sacct
+AccountingStoreFlags=job_comment
 JobCompType=jobcomp/none
 MpiDefault=none
 ReturnToService=2

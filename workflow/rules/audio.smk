@@ -13,10 +13,9 @@ rule audio_features:
         bench("audio_features")
     conda:
         CONDA_ENV
-    threads: 2
+    threads: rule_threads("audio_features")
     resources:
-        mem_mb=6000,
-        runtime=60,
+        **rule_resources("audio_features"),
     params:
         backend=config["audio"]["backend"],
         checkpoint=backend_param("audio", AUDIO_WEIGHTS_BACKENDS, "checkpoint"),
@@ -37,10 +36,9 @@ rule driving_features:
         "results/driving/{audio}/benchmark.tsv"
     conda:
         CONDA_ENV
-    threads: 2
+    threads: rule_threads("driving_features")
     resources:
-        mem_mb=6000,
-        runtime=60,
+        **rule_resources("driving_features"),
     params:
         backend=config["audio"]["backend"],
         checkpoint=backend_param("audio", AUDIO_WEIGHTS_BACKENDS, "checkpoint"),

@@ -13,10 +13,9 @@ rule demo_subject:
         "resources/demo/benchmark.tsv"
     conda:
         CONDA_ENV
-    threads: 2
+    threads: rule_threads("demo_subject")
     resources:
-        mem_mb=3000,
-        runtime=30,
+        **rule_resources("demo_subject"),
     params:
         size=config["demo"]["size"],
         seconds=config["demo"]["seconds"],

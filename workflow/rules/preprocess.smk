@@ -15,15 +15,14 @@ rule normalize:
         bench("normalize")
     conda:
         CONDA_ENV
-    threads: 2
+    threads: rule_threads("normalize")
     resources:
-        mem_mb=2000,
-        runtime=30,
+        **rule_resources("normalize"),
     # min_seconds only accepts or refuses a video, so it is not a param (changing it must not
     # rerun normalize and everything after it); the script reads it from the config.
     params:
-        resolution=config["preprocess"]["resolution"],
-        crop_scale=config["preprocess"]["crop_scale"],
+        resolution=setting("preprocess", "resolution"),
+        crop_scale=setting("preprocess", "crop_scale"),
     script:
         "../scripts/normalize.py"
 
@@ -42,15 +41,14 @@ rule landmarks:
         bench("landmarks")
     conda:
         CONDA_ENV
-    threads: 2
+    threads: rule_threads("landmarks")
     resources:
-        mem_mb=3000,
-        runtime=60,
+        **rule_resources("landmarks"),
     # max_missing_share / max_gap_frames only accept or refuse the frames (gaps are always
     # interpolated), so they are not params; the script reads them from the config.
     params:
         data_dir=subject_data,
-        backend=config["landmarks"]["backend"],
+        backend=setting("landmarks", "backend"),
     script:
         "../scripts/landmarks.py"
 
@@ -59,7 +57,7 @@ rule parsing:
     input:
         frames=data("ori_imgs"),
         dense=data("landmarks.npy"),
-        weights=backend_file("parsing", "bisenet", "bisenet_weights"),
+        weights=per_subject(backend_file, "parsing", "bisenet", "bisenet_weights"),
     output:
         parsing=directory(data("parsing")),
         manifest=manifest("parsing"),
@@ -69,14 +67,15 @@ rule parsing:
         bench("parsing")
     conda:
         CONDA_ENV
-    threads: 2
+    threads: rule_threads("parsing")
     resources:
-        mem_mb=3000,
-        runtime=60,
+        **rule_resources("parsing"),
     params:
         data_dir=subject_data,
-        backend=config["parsing"]["backend"],
-        bisenet_weights=backend_param("parsing", ["bisenet"], "bisenet_weights"),
+        backend=setting("parsing", "backend"),
+        bisenet_weights=per_subject(
+            backend_param, "parsing", ["bisenet"], "bisenet_weights"
+        ),
     script:
         "../scripts/parsing.py"
 
@@ -94,10 +93,9 @@ rule background:
         bench("background")
     conda:
         CONDA_ENV
-    threads: 2
+    threads: rule_threads("background")
     resources:
-        mem_mb=3000,
-        runtime=30,
+        **rule_resources("background"),
     params:
         data_dir=subject_data,
     script:
@@ -119,10 +117,9 @@ rule torso_gt:
         bench("torso_gt")
     conda:
         CONDA_ENV
-    threads: 2
+    threads: rule_threads("torso_gt")
     resources:
-        mem_mb=3000,
-        runtime=60,
+        **rule_resources("torso_gt"),
     params:
         data_dir=subject_data,
     script:
@@ -135,7 +132,7 @@ rule blink:
         normalize=manifest("normalize"),
         dense=data("landmarks.npy"),
         landmarks=manifest("landmarks"),
-        openface_csv=backend_file("blink", "openface", "openface_csv"),
+        openface_csv=per_subject(backend_file, "blink", "openface", "openface_csv"),
     output:
         au=data("au.csv"),
         manifest=manifest("blink"),
@@ -145,14 +142,13 @@ rule blink:
         bench("blink")
     conda:
         CONDA_ENV
-    threads: 1
+    threads: rule_threads("blink")
     resources:
-        mem_mb=1000,
-        runtime=10,
+        **rule_resources("blink"),
     params:
         data_dir=subject_data,
-        backend=config["blink"]["backend"],
-        openface_csv=backend_param("blink", ["openface"], "openface_csv"),
+        backend=setting("blink", "backend"),
+        openface_csv=per_subject(backend_param, "blink", ["openface"], "openface_csv"),
     script:
         "../scripts/blink.py"
 
@@ -171,10 +167,9 @@ rule preview:
         bench("preview")
     conda:
         CONDA_ENV
-    threads: 1
+    threads: rule_threads("preview")
     resources:
-        mem_mb=1000,
-        runtime=10,
+        **rule_resources("preview"),
     params:
         data_dir=subject_data,
     script:

@@ -17,15 +17,13 @@ rule render_test:
         bench("render_test")
     conda:
         CONDA_ENV
-    threads: workflow.cores
+    threads: rule_threads("render_test")
     resources:
-        mem_mb=6000,
-        runtime=60,
-        gpu=1,
+        **rule_resources("render_test"),
     params:
         data_dir=subject_data,
-        downscale=config["render"]["downscale"],
-        syncnet_weights=config["render"].get("syncnet_weights"),
+        downscale=setting("render", "downscale"),
+        syncnet_weights=setting("render", "syncnet_weights"),
     script:
         "../scripts/render_test.py"
 
@@ -44,16 +42,10 @@ rule render_audio:
         "results/{subject}/benchmarks/render_audio_{audio}.tsv"
     conda:
         CONDA_ENV
-    threads: workflow.cores
+    threads: rule_threads("render_audio")
     resources:
-        mem_mb=6000,
-        runtime=60,
-        gpu=1,
-    # the render keys render_audio reads (not render_test's syncnet_weights)
+        **rule_resources("render_audio"),
     params:
-        render={
-            k: config["render"][k]
-            for k in ("smooth_path", "smooth_window", "fixed_eye", "downscale")
-        },
+        render=render_audio_settings,
     script:
         "../scripts/render_audio.py"

@@ -27,11 +27,9 @@ rule study_head:
         "logs/{subject}/study/{variant}_seed{seed}_head.log",
     conda:
         CONDA_ENV
-    threads: 1
+    threads: rule_threads("study_head")
     resources:
-        mem_mb=6000,
-        runtime=240,
-        gpu=1,
+        **rule_resources("study_head"),
     params:
         data_dir=subject_data,
         settings=study_head_settings,
@@ -50,11 +48,9 @@ rule study_lips:
         "logs/{subject}/study/{variant}_seed{seed}_lips.log",
     conda:
         CONDA_ENV
-    threads: 1
+    threads: rule_threads("study_lips")
     resources:
-        mem_mb=6000,
-        runtime=120,
-        gpu=1,
+        **rule_resources("study_lips"),
     params:
         data_dir=subject_data,
         settings=study_lips_settings,
@@ -74,11 +70,9 @@ rule study_metrics:
         "logs/{subject}/study/{variant}_seed{seed}_metrics.log",
     conda:
         CONDA_ENV
-    threads: 1
+    threads: rule_threads("study_metrics")
     resources:
-        mem_mb=4000,
-        runtime=60,
-        gpu=1,
+        **rule_resources("study_metrics"),
     params:
         data_dir=subject_data,
         downscale=STUDY["downscale"] or config["render"]["downscale"],
@@ -103,10 +97,9 @@ rule study:
         "logs/study.log",
     conda:
         CONDA_ENV
-    threads: 1
+    threads: rule_threads("study")
     resources:
-        mem_mb=2000,
-        runtime=10,
+        **rule_resources("study"),
     params:
         subjects=SUBJECTS,
         layout=study_layout(),

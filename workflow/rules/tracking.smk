@@ -6,7 +6,7 @@ rule tracking:
         frames=data("ori_imgs"),
         normalize=manifest("normalize"),
         dense=data("landmarks.npy"),
-        bfm_model=backend_file("tracking", "bfm", "bfm_model"),
+        bfm_model=per_subject(backend_file, "tracking", "bfm", "bfm_model"),
     output:
         params=data("track_params.pt"),
         preview="results/{subject}/preview/tracking.png",
@@ -17,19 +17,18 @@ rule tracking:
         bench("tracking")
     conda:
         CONDA_ENV
-    threads: 2
+    threads: rule_threads("tracking")
     resources:
-        mem_mb=4000,
-        runtime=60,
+        **rule_resources("tracking"),
     # max_reprojection_px only accepts or refuses the fit, so it is not a param; the script
     # reads it from the config.
     params:
         data_dir=subject_data,
-        backend=config["tracking"]["backend"],
-        bfm_model=backend_param("tracking", ["bfm"], "bfm_model"),
-        expressions=config["tracking"]["expressions"],
-        focal_range=config["tracking"]["focal_range"],
-        smooth_weight=config["tracking"]["smooth_weight"],
+        backend=setting("tracking", "backend"),
+        bfm_model=per_subject(backend_param, "tracking", ["bfm"], "bfm_model"),
+        expressions=setting("tracking", "expressions"),
+        focal_range=setting("tracking", "focal_range"),
+        smooth_weight=setting("tracking", "smooth_weight"),
     script:
         "../scripts/tracking.py"
 
@@ -45,9 +44,8 @@ rule transforms:
         log("transforms"),
     conda:
         CONDA_ENV
-    threads: 1
+    threads: rule_threads("transforms")
     resources:
-        mem_mb=1000,
-        runtime=5,
+        **rule_resources("transforms"),
     script:
         "../scripts/transforms.py"

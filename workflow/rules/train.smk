@@ -17,14 +17,12 @@ rule train_head:
         bench("train_head")
     conda:
         CONDA_ENV
-    threads: 1
+    threads: rule_threads("train_head")
     resources:
-        mem_mb=6000,
-        runtime=240,
-        gpu=1,
+        **rule_resources("train_head"),
     params:
         data_dir=subject_data,
-        settings=train_settings("head"),
+        settings=per_subject(train_settings, "head"),
     script:
         "../scripts/train_head.py"
 
@@ -42,14 +40,12 @@ rule finetune_lips:
         bench("finetune_lips")
     conda:
         CONDA_ENV
-    threads: 1
+    threads: rule_threads("finetune_lips")
     resources:
-        mem_mb=6000,
-        runtime=120,
-        gpu=1,
+        **rule_resources("finetune_lips"),
     params:
         data_dir=subject_data,
-        settings=train_settings("lips"),
+        settings=per_subject(train_settings, "lips"),
     script:
         "../scripts/finetune_lips.py"
 
@@ -66,14 +62,12 @@ rule train_torso:
         bench("train_torso")
     conda:
         CONDA_ENV
-    threads: 1
+    threads: rule_threads("train_torso")
     resources:
-        mem_mb=6000,
-        runtime=240,
-        gpu=1,
+        **rule_resources("train_torso"),
     params:
         data_dir=subject_data,
-        settings=train_settings("torso"),
+        settings=per_subject(train_settings, "torso"),
     script:
         "../scripts/train_torso.py"
 
@@ -92,13 +86,11 @@ rule portrait:
         bench("portrait")
     conda:
         CONDA_ENV
-    threads: workflow.cores
+    threads: rule_threads("portrait")
     resources:
-        mem_mb=4000,
-        runtime=30,
-        gpu=1,
+        **rule_resources("portrait"),
     params:
         data_dir=subject_data,
-        val_frames=config["train"]["torso"]["final_val_frames"],
+        val_frames=setting("train", "torso", "final_val_frames"),
     script:
         "../scripts/portrait.py"

@@ -1,7 +1,8 @@
 from ernerf_core.render.driving import render_audio
-from ernerf_core.stage_runner import run_from_snakemake
+from ernerf_core.stage_runner import run_from_snakemake, use_subject_config
 
 render = dict(snakemake.params.render)
+use_subject_config(snakemake)  # snakemake.config: this subject's, overrides applied
 run_from_snakemake(
     snakemake,
     render_audio,
