@@ -36,6 +36,15 @@ test-cluster: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
+# Developer regression on a real face (long; not in make test or make bench): the 71 s clip of
+# ../shared/media with the standard CPU schedule in results_real/; prints PSNR, SSIM, mouth LMD,
+# mouth correlation with its interval, the audio-swap figure and the wall time.
+# VIDEO=../shared/media/talking_face_5s.mp4 NAME=face5s for the quick check.
+VIDEO ?= ../shared/media/talking_face_cnn_71s.mp4
+NAME ?= real_clip
+regress-real: $(STAMP)
+	$(BIN)/python -m benchmarks.real_clip --video $(VIDEO) --name $(NAME)
+
 # The Snakemake community's checks (lint, snakefmt) and ruff; CI runs this before the tests.
 lint: $(STAMP)
 	$(BIN)/snakemake --lint --configfile .test/config.yaml

@@ -1,0 +1,31 @@
+"""The real-clip regression script's config and report (the run itself is by hand: make regress-real)."""
+
+from __future__ import annotations
+
+import yaml
+
+from benchmarks.real_clip import STANDARD_CPU, summarize, write_config
+
+
+def test_config_has_one_subject_with_the_standard_cpu_schedule(tmp_path):
+    from snakemake.utils import validate
+
+    path = write_config(tmp_path, "anchor", tmp_path / "clip.mp4", None)
+    assert path == tmp_path / "config" / "config.yaml"
+    cfg = yaml.safe_load(path.read_text())
+    assert cfg["subjects"] == {"anchor": {"video": str(tmp_path / "clip.mp4")}} and cfg["driving_audio"] == {}
+    for stage, keys in STANDARD_CPU.items():
+        assert {k: cfg["train"][stage][k] for k in keys} == keys
+    validate(cfg, schema="workflow/schemas/config.schema.yaml", set_default=True)
+
+
+def test_report_reads_the_lipsync_block():
+    metrics = {"frames": 161, "psnr": 27.0, "lmd": 2.0, "lmd_ci95": [1.9, 2.1],
+               "lipsync": {"mouth_corr_truth": 0.3, "mouth_corr_truth_frames": 150,
+                           "mouth_corr_truth_ci95": [0.1, 0.5],
+                           "opening_spread": {"render_std": 0.01, "truth_std": 0.04, "ratio": 0.25},
+                           "audio_swap": {"ratio": 0.05, "lips_rect_pixel_change": {"mean": 1.5}}}}
+    out = summarize(metrics, 12.5)
+    assert out["mouth_corr_ci95"] == [0.1, 0.5] and out["mouth_corr_frames"] == 150
+    assert out["opening_std_ratio"] == 0.25 and out["audio_swap_ratio"] == 0.05
+    assert out["audio_swap_lips_pixel_change"] == 1.5 and out["wall_s"] == 12.5
