@@ -303,7 +303,8 @@ def test_cuda_sources_compile_for_sm80_and_sm90(tmp_path):
     code that does not compile cannot land on a machine without a GPU."""
     env = {**os.environ, "CUDA_HOME": str(NVCC.parents[1])}
     for cu in sorted(SRC.glob("*/*.cu")):
-        cmd = [str(NVCC), "-std=c++17", "-O3", "-DWITH_CUDA", "-c", str(cu), "-o", str(tmp_path / f"{cu.stem}.o"),
+        cmd = [str(NVCC), "-std=c++17", "-O3", "-t", "2", "-DWITH_CUDA", "-c", str(cu),
+               "-o", str(tmp_path / f"{cu.stem}.o"),
                "-gencode", "arch=compute_80,code=sm_80", "-gencode", "arch=compute_90,code=sm_90"]
         run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
         assert run.returncode == 0, f"{cu} does not compile:\n{run.stderr[-4000:]}"
