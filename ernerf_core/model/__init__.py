@@ -8,8 +8,9 @@ The head API other stages build on (stable; details in each module's docstring):
   bg_image)`` -> {"image", "weights_sum", "depth"} (``renderer``); the head is composited
   over the given background as the reference: ``image = head + (1 - weights_sum) * bg``
 - ``pixel_rays``, ``nerf_matrix_to_ngp`` (``rays``); ``audio_window`` (``audio``)
-- hot functions a native kernel may replace: ``encoders.hash_grid_encode``,
-  ``renderer.march_rays``, ``renderer.composite_weights``
+- ``encoders.hash_grid_encode`` dispatches to the native grid kernel (``native_grid``, built
+  from ``cuda_ext/gridencoder`` on first use; ``ERNERF_EXT=off`` keeps the reference);
+  ``renderer.march_rays`` and ``renderer.composite_weights`` are pure PyTorch
 """
 
 from .audio import audio_window
