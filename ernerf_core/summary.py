@@ -12,6 +12,8 @@ from pathlib import Path
 
 import yaml
 
+from .subjects import subject_names
+
 # Stage -> manifest keys worth one line each ("a.b" reads a nested key; missing keys are skipped).
 HIGHLIGHTS = {
     "normalize": ["frames", "resolution", "duration"],
@@ -45,7 +47,7 @@ def _fmt(v) -> str:
 def summarize(config_path: Path = Path("config/config.yaml"), results: Path = Path("results")) -> str:
     config = yaml.safe_load(config_path.read_text())
     lines = []
-    for subject in sorted(config.get("subjects", {})):
+    for subject in subject_names(config):  # the mapping's and the sample sheet's
         root = results / subject
         lines.append(f"subject {subject}: {root}")
         manifests = root / "manifests"

@@ -250,3 +250,13 @@ def test_adding_or_changing_another_subject_leaves_a_subjects_outputs_alone(tmp_
     write(tmp_path, config, "name\tvideo\tpreprocess.resolution\nalice\tresources/demo/demo.mp4\t80\n")
     assert [(j["rule"], j["wildcards"]) for j in planned(snakemake(tmp_path, "-n", target))] == \
         [("normalize", "subject=alice")]
+
+
+def test_the_run_summary_lists_the_sheets_subjects_too(tmp_path):
+    from ernerf_core.summary import summarize
+
+    (tmp_path / "s.tsv").write_text("name\tvideo\nbob\tb.mp4\n")
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"subjects": {"alice": {"video": "a.mp4"}},
+                                                          "subject_sheet": str(tmp_path / "s.tsv")}))
+    text = summarize(tmp_path / "config.yaml", tmp_path / "results")
+    assert "subject alice" in text and "subject bob" in text
