@@ -8,7 +8,8 @@
 # this host and slurmdbd on MariaDB, because `sacct` reads jobs only from the accounting
 # database (jobcomp/filetxt writes a log that sacct never reads). The node advertises
 # stand-in GPUs (gres "gpu" on device files that are copies of /dev/null): the workflow's `gpu`
-# requests are scheduled and accounted as asked, and the jobs find no CUDA and use the CPU.
+# requests are scheduled and accounted as asked, and the jobs find no CUDA and use the CPU
+# (ERNERF_SLURM_GPUS=0, or no mknod here: no GPUs, and the test relaxes the GPU requests).
 # Cluster, account and partition names: ERNERF_SLURM_CLUSTER / _ACCOUNT / _PARTITION.
 # Exit status 3 means "this machine cannot run it" (not root, no package access).
 set -euo pipefail
@@ -79,6 +80,20 @@ chown slurm:slurm "$LOGDIR" /var/spool/slurmctld
 chown munge:munge /run/munge
 chown mysql:mysql /run/mysqld
 
+# Stand-in GPUs: slurmd drops a GPU without a device file, so each one is a character device
+# with /dev/null's numbers (1, 3): scheduled and accounted like a GPU, harmless if opened.
+# Where no device file can be made (a container without mknod) the node has no GPUs, and
+# the test relaxes the GPU requests on its command line instead.
+FAKE_DIR=/var/lib/slurm-fake-gpus
+mkdir -p "$FAKE_DIR"
+for ((g = 0; g < FAKE_GPUS; g++)); do
+    if [[ ! -c $FAKE_DIR/gpu$g ]] && ! mknod "$FAKE_DIR/gpu$g" c 1 3 2>/dev/null; then
+        say "cannot make device files here (mknod): the node gets no GPUs"
+        FAKE_GPUS=0
+    fi
+done
+NODE_GRES=$( ((FAKE_GPUS > 0)) && echo "Gres=gpu:$FAKE_GPUS " || true)
+
 # --- configuration (rewritten every time; a change restarts the daemons below) ----------------
 conf_changed=0
 write_conf() {  # write_conf PATH OWNER MODE < content
@@ -130,21 +145,20 @@ SlurmctldTimeout=30
 SlurmdTimeout=60
 InactiveLimit=0
 KillWait=10
-NodeName=$HOST NodeAddr=127.0.0.1 ${NODE_HW}RealMemory=$MEM Gres=gpu:$FAKE_GPUS State=UNKNOWN
+NodeName=$HOST NodeAddr=127.0.0.1 ${NODE_HW}RealMemory=$MEM ${NODE_GRES}State=UNKNOWN
 PartitionName=$PARTITION Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
 EOF
 
-# Stand-in GPUs: slurmd drops a GPU without a device file, so each one is a character device
-# with /dev/null's numbers (1, 3): scheduled and accounted like a GPU, harmless if opened.
-FAKE_DIR=/var/lib/slurm-fake-gpus
-mkdir -p "$FAKE_DIR"
-for ((g = 0; g < FAKE_GPUS; g++)); do
-    [[ -c $FAKE_DIR/gpu$g ]] || mknod "$FAKE_DIR/gpu$g" c 1 3 || cannot "mknod $FAKE_DIR/gpu$g failed"
-done
-write_conf /etc/slurm/gres.conf root 644 <<EOF
+if ((FAKE_GPUS > 0)); then
+    write_conf /etc/slurm/gres.conf root 644 <<EOF
 # Written by tests/cluster/setup_slurm.sh: stand-in GPUs (see there).
 NodeName=$HOST Name=gpu File=$FAKE_DIR/gpu[0-$((FAKE_GPUS - 1))]
 EOF
+else
+    write_conf /etc/slurm/gres.conf root 644 <<EOF
+# Written by tests/cluster/setup_slurm.sh: no GPUs on this node.
+EOF
+fi
 
 write_conf /etc/slurm/slurmdbd.conf slurm 600 <<EOF
 # Written by tests/cluster/setup_slurm.sh
