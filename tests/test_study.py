@@ -6,23 +6,21 @@ from __future__ import annotations
 import copy
 import csv
 import math
-import os
 import re
 import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
 from conftest import REPO
+from test_workflow import planned_jobs as planned
+from test_workflow import snakemake as run_snakemake
 
 from ernerf_core.study.head import pixel_density, write_curve
 from ernerf_core.study.table import METRICS, Stat, aggregate, beyond_spread, describe, metric_value, statements
 from ernerf_core.train.error_map import ErrorMap
 
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
 METRIC = {m.key: m for m in METRICS}
 
 # The reduced study: 2 variants x 2 seeds on .test/config.yaml's tiny subject, a few dozen
@@ -32,29 +30,6 @@ REDUCED_STUDY = {
     "baseline": "l2",
     "variants": {"l2": {"loss": "l2", "error_map": False}, "l1_errmap": {"loss": "l1", "error_map": True}},
 }
-
-
-def run_snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "ERNERF_NO_PROGRESS": "1"}
-    proc = subprocess.run([*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"),
-                           *args], capture_output=True, text=True, env=env, timeout=900)
-    if proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc
-
-
-def planned(proc: subprocess.CompletedProcess) -> dict[str, int]:
-    """Rule -> job count from a dry run's 'Job stats' table."""
-    text = proc.stdout + proc.stderr
-    table = text.split("Job stats:", 1)[1] if "Job stats:" in text else ""
-    jobs = {}
-    for line in table.splitlines()[3:]:
-        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-        if not m:
-            break
-        if m.group(1) != "total":
-            jobs[m.group(1)] = int(m.group(2))
-    return jobs
 
 
 def planned_variants(proc: subprocess.CompletedProcess, rule: str) -> list[str]:
