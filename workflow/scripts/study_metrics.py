@@ -1,6 +1,7 @@
-from ernerf_core.stage_runner import run_from_snakemake
+from ernerf_core.stage_runner import run_from_snakemake, use_subject_config
 from ernerf_core.study.metrics import measure_study_run
 
+use_subject_config(snakemake)  # snakemake.config: this subject's, overrides applied
 run_from_snakemake(
     snakemake,
     measure_study_run,
