@@ -18,14 +18,15 @@ import re
 import sys
 
 
-def planned_jobs(text: str) -> dict[str, int]:
+def job_stats(text: str) -> dict[str, int]:
+    """Rule -> job count, from the "Job stats" table of a dry run's output (without "total")."""
     table = text.split("Job stats:", 1)[1] if "Job stats:" in text else ""
     jobs = {}
     for line in table.splitlines()[3:]:
         m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
         if not m:
             break
-        if m.group(1) not in ("total", "all"):
+        if m.group(1) != "total":
             jobs[m.group(1)] = int(m.group(2))
     return jobs
 
@@ -45,8 +46,8 @@ def main() -> None:
                 code = exit_.code or 0
         os.chdir(here)
         text = buf.getvalue()
-        results[run["id"]] = {"rc": code, "jobs": planned_jobs(text), "nothing": "Nothing to be done" in text,
-                              "tail": text[-3000:]}
+        jobs = {rule: n for rule, n in job_stats(text).items() if rule != "all"}
+        results[run["id"]] = {"rc": code, "jobs": jobs, "nothing": "Nothing to be done" in text, "tail": text[-3000:]}
     print(json.dumps(results))
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import REPO
+from dry_run_batch import job_stats
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
 
@@ -27,16 +28,7 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
 
 def planned_jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
     """Rule -> job count, from the 'Job stats' table of a dry run."""
-    text = proc.stdout + proc.stderr
-    table = text.split("Job stats:", 1)[1] if "Job stats:" in text else ""
-    jobs = {}
-    for line in table.splitlines()[3:]:
-        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-        if not m:
-            break
-        if m.group(1) != "total":
-            jobs[m.group(1)] = int(m.group(2))
-    return jobs
+    return job_stats(proc.stdout + proc.stderr)
 
 
 def write_config(workdir: Path, config: dict) -> None:
