@@ -1,8 +1,8 @@
 """Developer regression case on a real face: ``make regress-real`` / ``python -m benchmarks.real_clip``.
 
 Adds a real talking-head clip (default: the 71 s news anchor in ``../shared/media/``) as a
-subject with the standard CPU schedule (the demo's: head 1,200 steps, lips 200, torso 600,
-4,096 rays, trained and rendered at half size), in its own results folder
+subject with a training preset (default ``cpu``, the standard CPU run: config/README.md#presets;
+``--preset preview`` for a quick look), trained and rendered at half size, in its own results folder
 (``results_real/<name>/`` by default, with its own ``.snakemake``), runs the workflow up to
 ``render_test`` and prints what the issue "real faces" asks for: whole-frame and head-region
 PSNR, SSIM, mouth LMD, mouth-opening correlation with its frame count and interval, the
@@ -28,25 +28,18 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_VIDEO = REPO.parent / "shared" / "media" / "talking_face_cnn_71s.mp4"
 
-# The standard CPU schedule: the one config/config.yaml gives the demo (config/README.md).
-STANDARD_CPU = {
-    "head": {"iters": 1200, "num_rays": 4096, "downscale": 2.0, "final_val_frames": 4},
-    "lips": {"iters": 200, "num_rays": 4096, "patch_size": 32, "downscale": 2.0, "perceptual": "none"},
-    "torso": {"iters": 600, "num_rays": 4096, "downscale": 2.0, "final_val_frames": 8},
-}
+PRESET = "cpu"
 
 
-def write_config(out: Path, name: str, video: Path, syncnet_weights: str | None) -> Path:
+def write_config(out: Path, name: str, video: Path, syncnet_weights: str | None, preset: str = PRESET) -> Path:
     """The run's config: the repository's config/config.yaml (schema defaults) with this one
-    subject, no driving audio, the standard CPU schedule and half-size rendering."""
+    subject, no driving audio, and the training ``preset`` (renders at the training size)."""
     base = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     base["subjects"] = {name: {"video": str(video)}}
     base["driving_audio"] = {}
-    base.setdefault("render", {})["downscale"] = 2.0
     if syncnet_weights:
-        base["render"]["syncnet_weights"] = str(Path(syncnet_weights).resolve())
-    for stage, keys in STANDARD_CPU.items():
-        base.setdefault("train", {}).setdefault(stage, {}).update(keys)
+        base.setdefault("render", {})["syncnet_weights"] = str(Path(syncnet_weights).resolve())
+    base.setdefault("train", {})["preset"] = preset
     out.mkdir(parents=True, exist_ok=True)
     # the Snakefile's `configfile: config/config.yaml` is read from the working directory
     (out / "config").mkdir(exist_ok=True)
@@ -95,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", default="real_clip", help="subject name (default real_clip)")
     ap.add_argument("--out", type=Path, default=None, help="results folder (default results_real/<name>)")
     ap.add_argument("--cores", default="all")
+    ap.add_argument("--preset", default=PRESET, choices=("preview", "cpu", "gpu", "auto"),
+                    help=f"train.preset (default {PRESET})")
     ap.add_argument("--syncnet-weights", default=None, help="syncnet_python's syncnet_v2.model, for LSE-D/C")
     ap.add_argument("--dry-run", action="store_true", help="plan the jobs only")
     args = ap.parse_args(argv)
@@ -102,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.video} is missing (the shared media folder is not here); give --video", file=sys.stderr)
         return 2
     out = (args.out or REPO / "results_real" / args.name).resolve()
-    config = write_config(out, args.name, args.video.resolve(), args.syncnet_weights)
+    config = write_config(out, args.name, args.video.resolve(), args.syncnet_weights, args.preset)
     target = f"results/{args.name}/render/metrics.json"
     cmd = [str(Path(sys.executable).parent / "snakemake"), "-s", str(REPO / "Snakefile"), "--directory", str(out),
            "--configfile", str(config), "--cores", str(args.cores), target]
@@ -115,12 +110,13 @@ def main(argv: list[str] | None = None) -> int:
     if rc != 0 or args.dry_run:
         return rc
     metrics = json.loads((out / target).read_text())
-    report = {"video": str(args.video), "schedule": STANDARD_CPU, **summarize(metrics, wall)}
+    head = json.loads((out / "results" / args.name / "manifests" / "train_head.json").read_text())
+    schedule = {k: head["params"].get(k) for k in ("preset", "iters", "num_rays", "downscale", "lr")}
+    report = {"video": str(args.video), "schedule": schedule, **summarize(metrics, wall)}
     (out / "regress.json").write_text(json.dumps(report, indent=2) + "\n")
     width = max(len(k) for k in report)
     for key, value in report.items():
-        if key != "schedule":
-            print(f"{key:<{width}}  {_fmt(value)}")
+        print(f"{key:<{width}}  {_fmt(value)}")
     print(f"-> {out / 'regress.json'} (wall time counts only the jobs that were not already done)")
     return 0
 

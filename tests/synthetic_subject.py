@@ -37,7 +37,8 @@ AXES = np.array([0.42, 0.30, 0.34])
 CAM_DIST = 2.4
 MOUTH_X, MOUTH_HALF_W = -0.20, 0.12
 EYE_X, EYE_Z = 0.10, 0.13
-BACKEND_FILES = {"mel": "aud_mel.npy", "hubert": "aud_hu.npy", "wav2vec": "aud_eo.npy", "deepspeech": "aud.npy"}
+BACKEND_FILES = {"mel": "aud_mel.npy", "hubert": "aud_hu.npy", "wav2vec": "aud_eo.npy", "deepspeech": "aud.npy",
+                 "phones": "aud_ph.npy", "mel_phones": "aud_mel_ph.npy"}
 
 
 @dataclass

@@ -515,3 +515,67 @@ def test_cli_runs_the_stage(tmp_path):
     assert np.load(tmp_path / "x.npy").shape == (25, 16, 80)
     assert json.loads((tmp_path / "x.json").read_text())["subject"] == "speech" == manifest["subject"]
     assert sf.info(tmp_path / "x.wav").samplerate == SR
+
+
+# ---------------------------------------------------------------- phones (PocketSphinx, bundled model)
+
+
+def test_phone_steps_are_the_decoded_shares_with_silence_past_the_ends():
+    from ernerf_core.audio.phones import PHONE_INDEX, phone_steps, phone_windows
+
+    # 2 frames = 4 steps = 8 decoder frames: AA on frames 0-2, M on 3, then nothing (silence)
+    steps = phone_steps([("AA", 0, 2), ("M", 3, 3), ("+NSN+", 6, 7)], n_frames=2)
+    assert steps.shape == (2 * 2 + 15, 40) and np.allclose(steps.sum(1), 1)
+    aa, m = PHONE_INDEX["AA"], PHONE_INDEX["M"]
+    body = steps[7:11]  # steps 0..3
+    assert body[0, aa] == 1 and body[1, aa] == 0.5 and body[1, m] == 0.5 and body[2, 0] == 1 and body[3, 0] == 1
+    assert (steps[:7, 0] == 1).all() and (steps[11:, 0] == 1).all()  # before and after the audio: SIL
+    win = phone_windows(phone_steps([("AA", 0, 2), ("M", 3, 3)], n_frames=2), n_frames=2)
+    silent = phone_steps([("AA", 0, 2)], n_frames=2, silent=np.array([True, False, False, False]))
+    assert silent[7, 0] == 1 and silent[8, aa] == 0.5
+    assert win.shape == (2, 16, 40)
+    # window i = steps 2i-7 .. 2i+8: frame 0's own steps (0, 1) sit at positions 7, 8
+    assert win[0, 7, aa] == 1 and win[0, 8, m] == 0.5 and win[1, 5, aa] == 1
+
+
+def test_phones_of_real_speech_follow_its_loudness(tmp_path):
+    """The committed demo speech ("Hello, and welcome to this short demonstration..."): the
+    decoder finds phones in the speech and silence in the pauses, frame by frame."""
+    from ernerf_core.audio.phones import PHONES
+    from ernerf_core.demo.speech import DEMO_SPEECH
+
+    feats, manifest = run(tmp_path, DEMO_SPEECH, backend="phones", wav=True)
+    n = manifest["frames"]
+    assert feats.shape == (n, 16, 40) and manifest["backend"] == "phones"
+    assert np.allclose(feats.sum(2), 1) and manifest["phones_decoded"] > 100
+    assert manifest["window"]["channels"] == list(PHONES)
+    wav, _ = sf.read(tmp_path / "f.wav")
+    rms_db = 10 * np.log10((wav.reshape(n, 640) ** 2).mean(axis=1) + 1e-10)
+    silence = feats[:, 7:9, 0].mean(1)  # the frame's own two steps
+    assert np.corrcoef(rms_db, silence)[0, 1] < -0.6
+    # vowels carry the loud frames
+    vowels = [PHONES.index(p) for p in ("AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", "IY", "OW",
+                                        "OY", "UH", "UW")]
+    vowel_share = feats[:, 7:9, vowels].sum(2).mean(1)
+    assert rms_db[vowel_share > 0.5].mean() > rms_db[silence > 0.5].mean() + 20
+
+
+def test_mel_phones_is_mel_then_phones_and_silence_warns(tmp_path, caplog):
+    from ernerf_core.demo.speech import DEMO_SPEECH
+
+    mel, _ = run(tmp_path, DEMO_SPEECH, name="m")
+    phones, _ = run(tmp_path, DEMO_SPEECH, backend="phones", name="p")
+    both, manifest = run(tmp_path, DEMO_SPEECH, backend="mel_phones", name="b")
+    assert manifest["backend"] == "mel_phones" and both.shape[2] == 120
+    assert np.array_equal(both[..., :80], mel) and np.array_equal(both[..., 80:], phones)
+    quiet = write_signal(tmp_path / "quiet.wav", np.zeros((SR, 1), np.float32), SR)
+    feats, manifest = run(tmp_path, quiet, backend="phones", name="q")
+    assert (feats[..., 0] == 1).all() and "no phone decoded" in manifest["warning"]
+    assert "found no phone" in caplog.text
+
+
+def test_phones_refuses_a_folder_that_is_no_acoustic_model(tmp_path):
+    from ernerf_core.demo.speech import DEMO_SPEECH
+
+    with pytest.raises(StageError, match="is not a PocketSphinx acoustic model"):
+        run(tmp_path, DEMO_SPEECH, backend="phones", checkpoint=str(tmp_path))

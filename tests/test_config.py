@@ -56,13 +56,20 @@ def schema_defaults(node: dict) -> dict:
 
 def test_training_defaults_in_the_code_are_the_schemas():
     """train.head/lips/torso: the stage code's defaults dicts (used by the CLI and when a key is
-    missing) and the schema (what Snakemake fills) give every key the same value."""
+    missing) and the schema (what Snakemake fills) give every key the same value, except the
+    schedule keys: null in the schema (the preset's), the preview preset's in the code."""
     from ernerf_core.train.head import HEAD_DEFAULTS, LIPS_DEFAULTS
+    from ernerf_core.train.schedule import PREVIEW, SCHEDULE_KEYS
     from ernerf_core.train.torso import TORSO_DEFAULTS
 
     train = SCHEMA["properties"]["train"]
-    for section, defaults in (("head", HEAD_DEFAULTS), ("lips", LIPS_DEFAULTS), ("torso", TORSO_DEFAULTS)):
-        assert schema_defaults(train["properties"][section]) == defaults, section
+    assert train["properties"]["preset"]["default"] == "auto"
+    for section, stage, defaults in (("head", "train_head", HEAD_DEFAULTS), ("lips", "finetune_lips", LIPS_DEFAULTS),
+                                     ("torso", "train_torso", TORSO_DEFAULTS)):
+        schema = schema_defaults(train["properties"][section])
+        assert {k for k, v in schema.items() if v is None} == set(SCHEDULE_KEYS[stage]), section
+        assert {k: defaults[k] for k in SCHEDULE_KEYS[stage]} == PREVIEW[stage], section
+        assert schema == {**defaults, **dict.fromkeys(SCHEDULE_KEYS[stage])}, section
 
 
 def test_conda_env_is_self_contained_and_pins_what_requirements_pins():

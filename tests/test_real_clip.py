@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import yaml
 
-from benchmarks.real_clip import STANDARD_CPU, summarize, write_config
+from benchmarks.real_clip import summarize, write_config
 
 
-def test_config_has_one_subject_with_the_standard_cpu_schedule(tmp_path):
+def test_config_has_one_subject_with_the_standard_cpu_preset(tmp_path):
     from snakemake.utils import validate
 
     path = write_config(tmp_path, "anchor", tmp_path / "clip.mp4", None)
     assert path == tmp_path / "config" / "config.yaml"
     cfg = yaml.safe_load(path.read_text())
     assert cfg["subjects"] == {"anchor": {"video": str(tmp_path / "clip.mp4")}} and cfg["driving_audio"] == {}
-    for stage, keys in STANDARD_CPU.items():
-        assert {k: cfg["train"][stage][k] for k in keys} == keys
+    assert cfg["train"]["preset"] == "cpu"
+    # the schedule keys stay null: the preset's, not the demo's
+    assert all(cfg["train"][stage][k] is None for stage in ("head", "lips", "torso") for k in ("iters", "downscale"))
     validate(cfg, schema="workflow/schemas/config.schema.yaml", set_default=True)
+    quick = yaml.safe_load(write_config(tmp_path / "q", "anchor", tmp_path / "clip.mp4", None, "preview").read_text())
+    assert quick["train"]["preset"] == "preview"
 
 
 def test_report_reads_the_lipsync_block():

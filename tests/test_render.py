@@ -7,6 +7,7 @@ import json
 import cv2
 import numpy as np
 import pytest
+import torch
 from scipy.spatial.transform import Rotation
 from synthetic_subject import make_synthetic_subject
 from test_torso import write_random_head
@@ -237,3 +238,17 @@ def test_rendered_videos_play_in_headless_chromium(tmp_path):
     assert states[0]["plays"] and states[0]["width"] == 64 and states[0]["duration"] == pytest.approx(2.0, abs=0.1)
     assert not states[1]["plays"]
     assert cv2.imread(str(shot)) is not None
+
+
+@pytest.mark.parametrize("head_downscale, size", [(None, 32), (2.0, 16)])
+def test_renders_default_to_the_size_the_head_was_trained_at(portrait, tmp_path, head_downscale, size):
+    payload = torch.load(portrait.root / "portrait" / "model.pt", weights_only=True)
+    payload["meta"]["train"]["head"]["settings"] = {"downscale": head_downscale} if head_downscale else {}
+    model = tmp_path / "model.pt"
+    torch.save(payload, model)
+    drive = _driving(tmp_path, 3)
+    video = tmp_path / "out" / "drive.mp4"
+    render_audio(subject="synth", model_path=model, features_path=drive / "aud_mel.npy", wav_path=drive / "aud.wav",
+                 audio_manifest_path=drive / "audio_features.json", video_path=video, downscale=None, device="cpu")
+    facts = inspect_video(video)
+    assert (facts["width"], facts["height"]) == (size, size)

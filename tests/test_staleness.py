@@ -124,6 +124,8 @@ CASES = [
     ("train.head.checkpoint_every", 5, {}),
     ("train.loss", "l1", plan(*HEAD, "train_torso", "portrait", *RENDERS)),
     ("train.device", "cpu", {}),
+    # the preset: every training stage's schedule keys this config leaves null (downscale, lr)
+    ("train.preset", "gpu", plan(*HEAD, "train_torso", "portrait", *RENDERS)),
     # the head's grids and network sizes: the head stages, never the torso
     ("model.grids.xy.levels", 6, plan(*HEAD, "portrait", *RENDERS)),
     ("model.max_samples", 12, plan(*HEAD, "portrait", *RENDERS)),

@@ -1,6 +1,7 @@
 """Audio features: any audio -> per-frame windows for ER-NeRF's audio network.
 
-Backends (one module each): ``mel`` (default, no weights), ``hubert``, ``wav2vec``
+Backends (one module each): ``mel`` (default, no weights), ``phones`` and ``mel_phones``
+(PocketSphinx, its bundled model), ``hubert``, ``wav2vec``
 (transformers, local weights only), ``deepspeech`` (TensorFlow, optional). Frame timing and
 windowing shared by all of them: ``windows``.
 """

@@ -29,6 +29,8 @@ AUDIO_FEATURE_FILE = {
     "hubert": "aud_hu.npy",
     "wav2vec": "aud_eo.npy",
     "deepspeech": "aud.npy",
+    "phones": "aud_ph.npy",
+    "mel_phones": "aud_mel_ph.npy",
 }
 # backend -> (module, function); imported only when used (transformers / TensorFlow are slow).
 _BACKENDS = {
@@ -36,6 +38,8 @@ _BACKENDS = {
     "hubert": ("ernerf_core.audio.hubert", "hubert_features"),
     "wav2vec": ("ernerf_core.audio.wav2vec", "wav2vec_features"),
     "deepspeech": ("ernerf_core.audio.deepspeech", "deepspeech_features"),
+    "phones": ("ernerf_core.audio.phones", "phones_backend"),
+    "mel_phones": ("ernerf_core.audio.phones", "mel_phones_backend"),
 }
 
 

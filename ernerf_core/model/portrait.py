@@ -52,6 +52,12 @@ class Portrait:
         return int(self.meta["H"]), int(self.meta["W"])
 
     @property
+    def train_downscale(self) -> float:
+        """The factor the head was trained at (1 = full size): renders default to that size."""
+        head = (self.meta.get("train") or {}).get("head") or {}
+        return float((head.get("settings") or {}).get("downscale") or 1.0)
+
+    @property
     def intrinsics(self) -> tuple[float, float, float, float]:
         return tuple(float(v) for v in self.meta["intrinsics"])
 

@@ -22,7 +22,8 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=None, help="portrait model (default: <results>/<S>/portrait/model.pt)")
     p.add_argument("--data-dir", default=None, help="subject folder (default: <results>/<S>/data)")
     p.add_argument("--out-dir", default=None, help="output folder (default: <results>/<S>/render)")
-    p.add_argument("--downscale", type=float, default=1.0, help="render at 1/downscale of the size (default 1)")
+    p.add_argument("--downscale", type=float, default=None,
+                   help="render at 1/downscale of the video size (default: the size the head was trained at)")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_run_test)
 
@@ -38,7 +39,8 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--smooth-window", type=int, default=7, help="pose smoothing window in frames (default 7)")
     p.add_argument("--no-smooth", action="store_true", help="use the training poses unsmoothed")
     p.add_argument("--fixed-eye", type=float, default=None, help="eye value 0 (open) .. 1 (closed)")
-    p.add_argument("--downscale", type=float, default=1.0, help="render at 1/downscale of the size (default 1)")
+    p.add_argument("--downscale", type=float, default=None,
+                   help="render at 1/downscale of the video size (default: the size the head was trained at)")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_run_audio)
 

@@ -34,6 +34,7 @@ from ..media.video import VideoWriter
 from ..model.audio import ATT_WINDOW, audio_window
 from ..model.portrait import load_portrait, render_frame, to_uint8
 from ..progress import progress
+from . import check_downscale
 from .poses import driving_track
 
 STAGE = "render_audio"
@@ -83,12 +84,14 @@ def window_at(features, i: int) -> torch.Tensor:
 
 def render_audio(*, subject: str, model_path, features_path, wav_path, audio_manifest_path, video_path,
                  smooth_path: bool = True, smooth_window: int = 7, fixed_eye: float | None = None,
-                 downscale: float = 1.0, device: str = "auto", chunk: int = 1 << 15) -> dict:
+                 downscale: float | None = None, device: str = "auto", chunk: int = 1 << 15) -> dict:
     """Render the portrait ``model_path`` driven by the features at ``features_path``.
 
-    ``downscale`` > 1 renders ``H / downscale`` x ``W / downscale`` frames.
+    ``downscale`` > 1 renders ``H / downscale`` x ``W / downscale`` frames; None = the size the
+    head was trained at.
     """
     dev = resolve_device(device)
+    check_downscale(subject, STAGE, downscale)
     model_path = Path(model_path)
     if not model_path.exists():
         raise StageError(subject, STAGE, f"{model_path} is missing", "run the portrait stage first")
@@ -115,9 +118,7 @@ def render_audio(*, subject: str, model_path, features_path, wav_path, audio_man
     n = len(features)
     poses, eyes, _ = driving_track(portrait.poses.numpy(), portrait.eye.numpy(), n,
                                    smooth_window=smooth_window if smooth_path else 0, fixed_eye=fixed_eye)
-    if downscale < 1:
-        raise StageError(subject, STAGE, f"render.downscale {downscale} is below 1",
-                         "use 1 (the training size) or more (smaller, faster frames)")
+    downscale = portrait.train_downscale if downscale is None else float(downscale)
     H, W = (int(round(v / downscale)) for v in portrait.size)  # noqa: N806
     t_render = 0.0
     with VideoWriter(video_path, W, H, n_frames=n, audio=wav_path) as video:

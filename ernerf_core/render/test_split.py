@@ -58,6 +58,7 @@ from ..metrics.syncnet import FRAMES, SyncNetWeightsError, face_crop, load_syncn
 from ..model.portrait import load_portrait, render_frame, to_uint8
 from ..progress import progress
 from ..train.dataset import FEATURE_FILES, SubjectDataset
+from . import check_downscale
 from .contact_sheet import contact_sheet, pick_indices
 
 STAGE = "render_test"
@@ -193,24 +194,24 @@ def _val_audio(data_dir: Path, first_aud_id: int, n_frames: int) -> tuple[np.nda
 
 
 def render_test(*, subject: str, model_path, data_dir, video_path, side_by_side_path, sheet_path,
-                metrics_path, downscale: float = 1.0, device: str = "auto", sheet_frames: int = 8,
+                metrics_path, downscale: float | None = None, device: str = "auto", sheet_frames: int = 8,
                 chunk: int = 1 << 15, audio_swap: bool = True, syncnet_weights=None) -> dict:
     """Render the val split of ``data_dir`` with the portrait ``model_path``; write the four outputs.
 
-    ``downscale`` > 1 renders (and measures against ground truth shrunk to) ``H / downscale``.
-    ``audio_swap`` renders every val frame a second time with the audio window of the frame
-    half the split away (circular) and reports how much the mouth moved (``lipsync.audio_swap``);
-    it doubles the rendering time. ``syncnet_weights``: a syncnet_python ``S`` state dict
-    (``syncnet_v2.model``); when given, ``metrics.json`` gets ``syncnet`` (LSE-D, LSE-C, offset)
-    of the rendered and of the true val frames with their audio (:mod:`ernerf_core.metrics.syncnet`).
+    ``downscale`` > 1 renders (and measures against ground truth shrunk to) ``H / downscale``;
+    None = the size the head was trained at. ``audio_swap`` renders every val frame a second
+    time with the audio window of the frame half the split away (circular) and reports how much
+    the mouth moved (``lipsync.audio_swap``); it doubles the rendering time.
+    ``syncnet_weights``: a syncnet_python ``S`` state dict (``syncnet_v2.model``); when given,
+    ``metrics.json`` gets ``syncnet`` (LSE-D, LSE-C, offset) of the rendered and of the true val
+    frames with their audio (:mod:`ernerf_core.metrics.syncnet`).
     """
     dev = resolve_device(device)
-    if downscale < 1:
-        raise StageError(subject, STAGE, f"render.downscale {downscale} is below 1",
-                         "use 1 (the training size) or more (smaller, faster frames)")
+    check_downscale(subject, STAGE, downscale)
     model_path, data_dir = Path(model_path), Path(data_dir)
     syncnet = _load_syncnet(subject, syncnet_weights, dev)
     portrait = _load(subject, model_path, dev)
+    downscale = portrait.train_downscale if downscale is None else float(downscale)
     backend = portrait.audio["backend"]
     if backend not in FEATURE_FILES:
         raise StageError(subject, STAGE, f"{model_path} was trained on unknown audio features '{backend}'",

@@ -27,9 +27,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..device import resolve_device
 from ..fsio import atomic_file
+from ..train.dataset import split_size
 from ..train.error_map import ErrorMap
-from ..train.head import HeadRun
+from ..train.head import HEAD_DEFAULTS, HeadRun
+from ..train.schedule import apply_preset
 
 STAGE = "study_head"
 CURVE_COLUMNS = ("step", "elapsed_s", "val_psnr", "val_loss")
@@ -39,8 +42,16 @@ log = logging.getLogger(__name__)
 
 def train_study_head(*, subject: str, data_dir, model_path, manifest_path, curve_path, error_map_path,
                      settings: dict, device: str = "auto") -> dict:
-    """Train one variant/seed head; writes ``model_path``, ``manifest_path``, ``curve_path``, ``error_map_path``."""
+    """Train one variant/seed head; writes ``model_path``, ``manifest_path``, ``curve_path``, ``error_map_path``.
+
+    ``settings["curve_points"]`` (optional): validations over the run, every ``iters / curve_points``
+    steps (``val_every``)."""
     threads = torch.get_num_threads()
+    settings = dict(settings)
+    points = settings.pop("curve_points", None)
+    if points:  # validations spread over the run's steps, its preset's when not given
+        iters = apply_preset(settings, "train_head", split_size(data_dir, "train"), resolve_device(device).type)
+        settings["val_every"] = max(1, int(iters.get("iters") or HEAD_DEFAULTS["iters"]) // int(points))
     try:
         run = HeadRun(stage=STAGE, subject=subject, data_dir=data_dir, work_dir=Path(model_path).parent,
                       settings=settings, device=device)

@@ -88,17 +88,21 @@ def _val_audio(data_dir: Path, first_aud_id: int, n_frames: int) -> tuple[np.nda
 
 
 def measure_study_run(*, subject: str, data_dir, model_path, manifests: list, metrics_path, variant: str,
-                      seed: int, downscale: float = 1.0, eval_frames: int = 0, device: str = "auto") -> dict:
+                      seed: int, downscale: float | None = None, eval_frames: int = 0,
+                      device: str = "auto") -> dict:
     """Measure the head ``model_path`` on the val split of ``data_dir``; writes ``metrics_path``.
 
-    ``manifests``: the run's training manifests, head first (then lips), for its cost."""
+    ``manifests``: the run's training manifests, head first (then lips), for its cost.
+    ``downscale`` None: the size the head was trained at."""
     dev = resolve_device(device)
     model_path, data_dir = Path(model_path), Path(data_dir)
-    if downscale < 1:
+    if downscale is not None and downscale < 1:
         raise StageError(subject, STAGE, f"study.downscale {downscale} is below 1",
                          "use 1 (the frame size) or more (smaller, faster frames)")
     model = _load(subject, model_path, dev)
     meta = model.meta
+    if downscale is None:
+        downscale = float(meta["train"]["settings"].get("downscale") or 1.0)
     backend = meta["audio"]["backend"]
     if backend not in FEATURE_FILES:
         raise StageError(subject, STAGE, f"{model_path} was trained on unknown audio features '{backend}'",

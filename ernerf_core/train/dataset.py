@@ -37,13 +37,14 @@ import cv2
 import numpy as np
 import torch
 
+from ..audio.features import AUDIO_FEATURE_FILE
 from ..errors import StageError
 from ..model.audio import ATT_WINDOW, audio_window
 from ..model.rays import nerf_matrix_to_ngp
 
 log = logging.getLogger(__name__)
 
-FEATURE_FILES = {"mel": "aud_mel.npy", "hubert": "aud_hu.npy", "wav2vec": "aud_eo.npy", "deepspeech": "aud.npy"}
+FEATURE_FILES = AUDIO_FEATURE_FILE  # backend -> file name in the subject folder
 LIPS = slice(48, 60)
 MIN_LIPS_PX = 32
 
@@ -125,6 +126,15 @@ def read_au45(path: Path) -> np.ndarray:
 def _file_digest(path: Path) -> str:
     with open(path, "rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def split_size(data_dir, split: str = "train") -> int:
+    """Frames listed in ``transforms_<split>.json`` (0 when it is missing or unreadable: the
+    dataset that opens it next says what is wrong)."""
+    try:
+        return len(json.loads((Path(data_dir) / f"transforms_{split}.json").read_bytes()).get("frames") or [])
+    except (OSError, ValueError, AttributeError):
+        return 0
 
 
 class SubjectDataset:

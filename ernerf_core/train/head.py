@@ -6,7 +6,9 @@ head from scratch (resuming from ``<model dir>/checkpoints`` after a kill) and w
 validation metrics. :class:`HeadRun` is also the body of ``finetune_lips``
 (:mod:`ernerf_core.train.lips`). ``settings`` is Snakemake's
 ``train_settings(stage)``: shared ``seed``/``loss``/``huber_delta``, the ``model`` section,
-and the stage's own section (missing keys take :data:`HEAD_DEFAULTS` / :data:`LIPS_DEFAULTS`).
+and the stage's own section; ``preset`` (:mod:`ernerf_core.train.schedule`) fills the schedule
+keys the section leaves null, and the other missing keys take :data:`HEAD_DEFAULTS` /
+:data:`LIPS_DEFAULTS` (no ``preset``: those defaults alone, the ``preview`` schedule).
 
 Besides model.pt: ``checkpoints/`` (resume), ``train_log.csv`` (loss, PSNR, lr, validation)
 and ``validation/step_<n>.png`` (rendered | real) in the model's folder.
@@ -31,10 +33,11 @@ from ..model.head import HeadNetwork, build_head
 from ..model.io import load_head, read_head_file, save_head
 from ..model.rays import pixel_rays
 from ..model.renderer import render_image, render_rays
-from .dataset import SubjectDataset
+from .dataset import SubjectDataset, split_size
 from .error_map import ErrorMap
 from .losses import LOSSES, photometric, psnr, uncertainty_weighted, weights_entropy
 from .sampling import PixelSampler, rect_pixels
+from .schedule import apply_preset
 from .trainer import Trainer
 
 log = logging.getLogger(__name__)
@@ -285,10 +288,15 @@ class HeadRun:
     def __init__(self, *, stage: str, subject: str, data_dir, work_dir, settings: dict, device: str = "auto",
                  init_head: Path | None = None):
         defaults = LIPS_DEFAULTS if stage == "finetune_lips" else HEAD_DEFAULTS
+        dev = self.device = resolve_device(device)
+        try:  # the head's schedule for any stage but the lips' (the study's runs included)
+            schedule_stage = "finetune_lips" if defaults is LIPS_DEFAULTS else "train_head"
+            settings = apply_preset(settings, schedule_stage, split_size(data_dir, "train"), dev.type)
+        except ValueError as err:
+            raise StageError(subject, stage, str(err), "fix train.preset in the config") from None
         s = self.s = resolve_settings(settings, defaults)
         _check_settings(s, subject, stage)
         self.stage, self.subject = stage, subject
-        dev = self.device = resolve_device(device)
         if dev.type == "cpu":
             # A step is thousands of small ops: a second intra-op thread gains little when the
             # machine is idle and, when anything else runs, every op waits for a descheduled

@@ -17,7 +17,9 @@ exponential lr decay, EMA, checkpoints in ``<model dir>/checkpoints``, resume af
 CSV log, validation images).
 
 ``settings`` is Snakemake's ``train_settings("torso")``: shared ``seed``/``loss``/
-``huber_delta`` and the ``train.torso`` section; missing keys take :data:`TORSO_DEFAULTS`.
+``huber_delta`` and the ``train.torso`` section; ``preset`` (:mod:`ernerf_core.train.schedule`)
+fills the schedule keys the section leaves null, the other missing keys take
+:data:`TORSO_DEFAULTS` (no ``preset``: those alone, the ``preview`` schedule).
 The head's ``model`` section is not the torso's (its grid is ``train.torso.grid``): a
 ``model`` key passed in is dropped, so it reaches neither the checkpoints nor the manifest.
 The torso reads poses, the torso images and ``bc.jpg`` only (no audio, blink or
@@ -40,9 +42,10 @@ from ..fsio import write_manifest
 from ..model.encoders import HashGridSpec
 from ..model.portrait import to_uint8, torso_over_background
 from ..model.torso import TorsoConfig, TorsoNet, coords_of_indices, save_torso
-from .dataset import SubjectDataset
+from .dataset import SubjectDataset, split_size
 from .losses import LOSSES, photometric, psnr, weights_entropy
 from .sampling import uniform_pixels
+from .schedule import apply_preset
 from .trainer import Trainer
 
 log = logging.getLogger(__name__)
@@ -50,7 +53,7 @@ log = logging.getLogger(__name__)
 STAGE = "train_torso"
 SHARED_DEFAULTS = {"seed": 0, "loss": "l2", "huber_delta": 0.1}
 TORSO_DEFAULTS = {
-    "iters": 1000, "num_rays": 4096, "lr": 1e-2, "lr_net": 1e-3, "lr_decay": 0.5, "ema_decay": 0.95,
+    "iters": 600, "num_rays": 4096, "lr": 1e-2, "lr_net": 1e-3, "lr_decay": 0.5, "ema_decay": 0.95,
     "downscale": 2.0, "alpha_grid_every": 16, "val_every": 0, "val_frames": 2, "final_val_frames": 8,
     "checkpoint_every": 250, "cache_mb": 1024,
     "grid": {"levels": 16, "features_per_level": 2, "log2_table_size": 16, "base_resolution": 16,
@@ -155,9 +158,13 @@ def _check(s: dict, subject: str) -> None:
 def train_torso(*, subject: str, data_dir, model_path, manifest_path, settings: dict | None = None,
                 device: str = "auto") -> dict:
     """Train the torso on ``data_dir``; writes the torso ``model_path`` and the manifest."""
-    s = resolve_settings(settings or {})
-    _check(s, subject)
     dev = resolve_device(device)
+    try:
+        settings = apply_preset(settings or {}, STAGE, split_size(data_dir, "train"), dev.type)
+    except ValueError as err:
+        raise StageError(subject, STAGE, str(err), "fix train.preset in the config") from None
+    s = resolve_settings(settings)
+    _check(s, subject)
     data_dir, model_path = Path(data_dir), Path(model_path)
     work = model_path.parent
     torch.manual_seed(int(s["seed"]))

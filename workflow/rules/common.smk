@@ -173,11 +173,13 @@ AUDIO_FEATURE_FILE = {
     "hubert": "aud_hu.npy",
     "wav2vec": "aud_eo.npy",
     "deepspeech": "aud.npy",
+    "phones": "aud_ph.npy",
+    "mel_phones": "aud_mel_ph.npy",
 }
 
 
 # The backends that read audio.checkpoint (mel has no weights).
-AUDIO_WEIGHTS_BACKENDS = ["hubert", "wav2vec", "deepspeech"]
+AUDIO_WEIGHTS_BACKENDS = ["hubert", "wav2vec", "deepspeech", "phones", "mel_phones"]
 
 
 def audio_feature_file():
@@ -249,7 +251,7 @@ TRAIN_RUNTIME_KEYS = ("val_every", "val_frames", "checkpoint_every", "cache_mb")
 
 
 def train_settings(stage, cfg=None):
-    """Params of a training stage: the shared loss/seed keys plus the stage's own section
+    """Params of a training stage: the shared loss/seed/preset keys plus the stage's own section
     (less TRAIN_RUNTIME_KEYS), and for the head stages the ``model`` section.
 
     Only these go into ``params:``, so changing e.g. the torso section never makes the
@@ -259,7 +261,7 @@ def train_settings(stage, cfg=None):
     """
     cfg = config if cfg is None else cfg
     train = cfg["train"]
-    shared = {k: train[k] for k in ("seed", "loss", "huber_delta")}
+    shared = {k: train[k] for k in ("seed", "loss", "huber_delta", "preset")}
     own = {k: v for k, v in train.get(stage, {}).items() if k not in TRAIN_RUNTIME_KEYS}
     model = {} if stage == "torso" else {"model": cfg.get("model", {})}
     return {**shared, **model, **own}

@@ -13,7 +13,10 @@ STUDY_LIPS_ITERS = (
     if STUDY["lips_iters"] is None
     else STUDY["lips_iters"]
 )
-STUDY_STAGES = ["head", "lips"] if STUDY_LIPS_ITERS > 0 else ["head"]
+# null lips steps: the preset's, in each run
+STUDY_STAGES = (
+    ["head", "lips"] if STUDY_LIPS_ITERS is None or STUDY_LIPS_ITERS > 0 else ["head"]
+)
 STUDY_SHARED_KEYS = ("loss", "huber_delta")
 if STUDY["baseline"] is not None and STUDY["baseline"] not in STUDY["variants"]:
     raise ValueError(
@@ -33,11 +36,10 @@ def study_settings(variant, seed, stage):
     s = copy.deepcopy(train_settings(stage))
     section = config["train"][stage]
     if stage == "head":
+        # null steps or rays: the preset's, resolved in the run (the same for every run of a
+        # subject); the run validates every iters / curve_points steps
         s.update(iters=STUDY_ITERS, num_rays=STUDY["num_rays"] or section["num_rays"])
-        s.update(
-            val_every=max(1, STUDY_ITERS // STUDY["curve_points"]),
-            val_frames=STUDY["curve_frames"],
-        )
+        s.update(curve_points=STUDY["curve_points"], val_frames=STUDY["curve_frames"])
     else:
         s.update(iters=STUDY_LIPS_ITERS, val_every=0)
     s["final_val_frames"] = 1  # the study_metrics stage measures the val split
@@ -62,8 +64,8 @@ def study_lips_settings(wildcards):
 
 def study_error_map_variants():
     """The variants whose head draws rays from the error map."""
-    seed = STUDY_SEEDS[0]
-    return [v for v in STUDY_VARIANTS if study_settings(v, seed, "head")["error_map"]]
+    default = config["train"]["head"]["error_map"]
+    return [v for v in STUDY_VARIANTS if STUDY["variants"][v].get("error_map", default)]
 
 
 def study_path(subject, variant, seed, path):
