@@ -88,12 +88,12 @@ def test_video_has_requested_size_rate_length_and_audio(demo_clip, frames):
 def test_truth_arrays_have_consistent_shapes(truth):
     n, s = N_FRAMES, DEMO_SIZE
     assert set(truth) == {"euler_deg", "rotation", "trans", "focal", "vertices", "landmarks_2d", "blink",
-                          "blink_frames", "mouth_open", "head_mask", "mask_shape", "fps", "size"}
+                          "blink_frames", "mouth_open", "mouth_width", "head_mask", "mask_shape", "fps", "size"}
     assert truth["euler_deg"].shape == (n, 3) and truth["euler_deg"].dtype == np.float32
     assert truth["rotation"].shape == (n, 3, 3) and truth["trans"].shape == (n, 3)
     assert truth["vertices"].shape == (478, 3)
     assert truth["landmarks_2d"].shape == (n, 478, 2) and truth["landmarks_2d"].dtype == np.float32
-    for key in ("blink", "mouth_open"):
+    for key in ("blink", "mouth_open", "mouth_width"):
         assert truth[key].shape == (n,) and truth[key].dtype == np.float32
     assert tuple(truth["mask_shape"]) == (n, s, s)
     assert truth["head_mask"].shape == (n, s, (s + 7) // 8)
@@ -123,12 +123,49 @@ def test_blinks_are_present_whole_and_inside_the_clip(truth):
     assert len(runs) == len(peaks) and np.all((runs >= 5) & (runs <= 7)), runs
 
 
-def test_mouth_follows_the_muxed_speech(demo_clip, truth):
-    mouth = truth["mouth_open"]
-    assert mouth.min() >= 0.0 and mouth.max() == pytest.approx(1.0)
-    audio = decode_audio(demo_clip["video"])  # the AAC track, as a viewer hears it
-    loud = np.log(frame_rms(audio, N_FRAMES, FPS) + 1e-4)
-    assert np.corrcoef(loud, mouth)[0, 1] > 0.8
+def _frames_in(phones: set[str], starts: np.ndarray, names: list[str], min_s: float = 0.06) -> np.ndarray:
+    """Frames whose centre lies in a segment of one of ``phones`` lasting ``min_s`` or more."""
+    ends = np.r_[starts[1:], np.inf]
+    centre = (np.arange(N_FRAMES) + 0.5) / FPS
+    out = []
+    for s, e, p in zip(starts, ends, names, strict=True):
+        if p in phones and e - s >= min_s:
+            out += list(np.flatnonzero((centre >= s + 0.02) & (centre < e - 0.02)))
+    return np.array(out, int)
+
+
+def test_mouth_follows_the_phones_of_the_muxed_speech(demo_clip, truth):
+    """The truth's mouth is eSpeak NG's phone timeline of the speech (jaw and lip width per
+    phoneme), in step with the muxed audio, and not its loudness alone."""
+    from ernerf_core.demo.speech import DEMO_PHONES
+    from ernerf_core.demo.visemes import read_timeline
+
+    starts, names = read_timeline(DEMO_PHONES)
+    mouth, width = truth["mouth_open"], truth["mouth_width"]
+    assert mouth.min() >= 0.0 and mouth.max() <= 1.0 and width.min() >= -1.0 and width.max() <= 1.0
+    shut = _frames_in({"m", "b", "p"}, starts, names, 0.05)
+    wide = _frames_in({"a", "aI", "aU", "V", "0", "E"}, starts, names)
+    rounded = _frames_in({"u:", "oU", "O@", "O:", "w"}, starts, names)
+    spread = _frames_in({"i:", "i", "I", "eI"}, starts, names)
+    assert len(shut) and len(wide) and len(rounded) and len(spread)
+    assert mouth[shut].mean() < 0.5 * mouth[wide].mean()
+    assert width[rounded].mean() < -0.2 and width[spread].mean() > 0.2
+    # the timeline is in step with what a viewer hears: pauses are quiet, vowels loud
+    audio = decode_audio(demo_clip["video"])  # the AAC track
+    loud = 20 * np.log10(frame_rms(audio, N_FRAMES, FPS) + 1e-5)
+    pause = _frames_in({"_", "_:"}, starts, names, 0.08)
+    assert loud[wide].mean() > loud[pause].mean() + 15
+    # opening and width are two shapes, and loudness alone does not give the opening
+    assert abs(np.corrcoef(mouth, width)[0, 1]) < 0.5
+    assert np.corrcoef(loud, mouth)[0, 1] < 0.8
+
+
+def test_lip_width_moves_the_lip_corners(truth):
+    lm = truth["landmarks_2d"]
+    eyes = np.linalg.norm(lm[:, 33] - lm[:, 263], axis=1)  # outer eye corners: the head's scale
+    corners = np.linalg.norm(lm[:, 61] - lm[:, 291], axis=1) / eyes  # outer lip corners
+    assert np.corrcoef(corners, truth["mouth_width"])[0, 1] > 0.8
+    assert np.ptp(corners) > 0.1 * corners.mean()  # about a fifth of the mouth's width, end to end
 
 
 def test_head_mask_covers_face_and_hair_only(truth):
@@ -188,6 +225,8 @@ def test_mediapipe_agrees_with_the_truth_at_512(clip512):
     assert opening[blink == 1].mean() < 0.5 * opening[blink == 0].mean()
     gaps = [_lip_gap(lm) for lm in seen]
     assert np.corrcoef(gaps, truth["mouth_open"])[0, 1] > 0.85
+    corners = [np.linalg.norm(lm[61] - lm[291]) / np.linalg.norm(lm[33] - lm[263]) for lm in seen]
+    assert np.corrcoef(corners, truth["mouth_width"][:50])[0, 1] > 0.6  # MediaPipe sees the width too
 
 
 def test_named_contours_follow_the_mediapipe_topology():

@@ -57,6 +57,10 @@ def test_statements_separate_differences_beyond_the_seed_spread():
     assert beyond_spread(Stat([1.0, 1.2]), Stat([1.5, 1.7])) is True
     assert beyond_spread(Stat([1.0, 1.4]), Stat([1.5, 1.7])) is False
     assert beyond_spread(Stat([1.0]), Stat([2.0, 2.1])) is None
+    # no spread, and a difference below what the column shows (model sizes a few bytes apart)
+    size = next(m for m in METRICS if m.key == "model_mb")
+    assert beyond_spread(Stat([12.7201, 12.7201]), Stat([12.7203, 12.7203])) is True
+    assert beyond_spread(Stat([12.7201, 12.7201]), Stat([12.7203, 12.7203]), size) is False
 
 
 def test_lower_is_better_metrics_and_the_baseline_comparison():

@@ -2,8 +2,9 @@
 
 ``skimage.data.astronaut()`` is the photo. Its MediaPipe face mesh (478 points) is lifted to
 3D and extended outward over hair and ears (``rig``); every frame poses that mesh with a
-known, smooth, seeded head motion, opens the jaw by the loudness of a committed speech clip,
-closes the eyelids at known frames, and warps the photo through it over a clean plate
+known, smooth, seeded head motion, shapes the mouth by the phones of a committed speech clip
+(jaw opening and lip width per phoneme, from eSpeak NG's own timeline: ``visemes``), closes
+the eyelids at known frames, and warps the photo through it over a clean plate
 (``head_render``). The speech clips were made once with eSpeak NG (``assets/README.md``).
 
 Outputs of ``make_demo_subject``:
@@ -35,7 +36,9 @@ Outputs of ``make_demo_subject``:
                                                i covers [i, i+1])
   ``blink``        [N] float32                 eyelid closure 0..1 (1 = fully closed)
   ``blink_frames`` [B] int64                   frames where a blink peaks (B >= 2)
-  ``mouth_open``   [N] float32                 jaw opening 0..1, from the speech envelope
+  ``mouth_open``   [N] float32                 jaw opening 0..1, from the speech's phones
+  ``mouth_width``  [N] float32                 lip width -1 (rounded) .. 0 (rest) .. 1
+                                               (spread), from the speech's phones
   ``head_mask``    [N, S, ceil(S/8)] uint8     ``np.packbits(mask, axis=-1)`` of the bool
                                                [N, S, S] head mask (face + hair + ears);
                                                unpack with ``np.unpackbits(head_mask,
@@ -90,7 +93,8 @@ def make_demo_subject(video_path: str | os.PathLike, truth_path: str | os.PathLi
     from .head_render import HeadRenderer
     from .motion import make_motion
     from .rig import build_rig
-    from .speech import DEMO_SPEECH, DRIVE_SPEECH, SAMPLE_RATE, fit_length, load_clip, mouth_envelope
+    from .speech import DEMO_PHONES, DEMO_SPEECH, DRIVE_SPEECH, SAMPLE_RATE, fit_length, load_clip
+    from .visemes import mouth_track, read_timeline
 
     _check_params(size, float(seconds))
     size, seed = int(size), int(seed)
@@ -102,8 +106,10 @@ def make_demo_subject(video_path: str | os.PathLike, truth_path: str | os.PathLi
                          "reinstall mediapipe==0.10.21 and scikit-image (their wheels carry the "
                          "face models and the photo)") from err
 
-    speech = fit_length(load_clip(DEMO_SPEECH), n_frames / FPS)
-    mouth_open = mouth_envelope(speech, n_frames, FPS)
+    clip = load_clip(DEMO_SPEECH)
+    speech = fit_length(clip, n_frames / FPS)  # looped like the timeline below
+    starts, phones = read_timeline(DEMO_PHONES)
+    mouth_open, mouth_width = mouth_track(starts, phones, len(clip) / SAMPLE_RATE, n_frames, FPS)
     motion = make_motion(n_frames, FPS, seed)
     trans = (rig.origin_cam[None] + motion.offset).astype(np.float32)
     renderer = HeadRenderer(rig, size)
@@ -119,7 +125,7 @@ def make_demo_subject(video_path: str | os.PathLike, truth_path: str | os.PathLi
         with VideoWriter(video_path, size, size, fps=FPS, n_frames=n_frames, audio=audio_wav) as writer:
             for i in progress(range(n_frames), desc="demo frames", unit="frame"):
                 frame = renderer.render(motion.rotation[i].astype(np.float64), trans[i].astype(np.float64),
-                                        float(mouth_open[i]), float(motion.blink[i]))
+                                        float(mouth_open[i]), float(motion.blink[i]), float(mouth_width[i]))
                 writer.write(frame.rgb)
                 landmarks[i] = frame.landmarks
                 masks[i] = np.packbits(frame.head_mask, axis=-1)
@@ -128,7 +134,7 @@ def make_demo_subject(video_path: str | os.PathLike, truth_path: str | os.PathLi
         "euler_deg": motion.euler_deg, "rotation": motion.rotation, "trans": trans,
         "focal": np.float64(renderer.focal), "vertices": rig.vertices[:478].astype(np.float32),
         "landmarks_2d": landmarks, "blink": motion.blink, "blink_frames": motion.blink_frames,
-        "mouth_open": mouth_open, "head_mask": masks,
+        "mouth_open": mouth_open, "mouth_width": mouth_width, "head_mask": masks,
         "mask_shape": np.array([n_frames, size, size], np.int64),
         "fps": np.int64(FPS), "size": np.int64(size),
     }

@@ -16,13 +16,17 @@ import cv2
 import numpy as np
 
 from . import face_mesh as fm
-from .rig import FOCAL_PHOTO, JAW_MAX_DEG, PHOTO_SIZE, HeadRig
+from .rig import FOCAL_PHOTO, JAW_MAX_DEG, PHOTO_SIZE, HeadRig, smoothstep
 
 MOUTH_DARK = np.array([46.0, 16.0, 20.0], np.float32)  # RGB of the mouth interior
 TEETH_FADE = 0.3  # the teeth fade into the dark over this share of their height
 LIP_EDGE_PX = 1.5  # width of the soft edge between mouth interior and lower lip
 SUBPIXEL_BITS = 4  # fixed-point precision of the rasteriser
 MIN_RENDER_SIZE = 384  # smaller videos are rendered at a multiple of their size, then reduced
+# lip width: mouth_width 1 (spread) moves the lip corners out by this share of the mouth's
+# half width, -1 (rounded) in by as much; the pull fades with distance from the mouth centre
+WIDTH_GAIN = 0.3
+WIDTH_FALLOFF = 1.0  # Gaussian sigma of the pull, in mouth half widths
 
 
 @dataclass(frozen=True)
@@ -81,13 +85,26 @@ class HeadRenderer:
             self.col_lo[chain] = self.source_cv[lo]
             self.lip_t[chain] = t
         self.lip_t[[up[0], up[-1]]] = 0.5
+        lips = rig.vertices[np.r_[up, lo]].astype(np.float64)
+        self.mouth_centre = lips.mean(axis=0)
+        half_width = (lips[:, 0].max() - lips[:, 0].min()) / 2
+        sigma = WIDTH_FALLOFF * half_width
+        d = np.linalg.norm(rig.vertices[:, :2] - self.mouth_centre[:2], axis=1)
+        # Gaussian, tapered to exactly 0 between 2 and 3 sigma; nothing above the nose tip
+        # moves (y points down), so eyes, brows, nose and ears stay where the pose puts them
+        nose_y = float(rig.vertices[1, 1])
+        below_nose = smoothstep(nose_y, nose_y + 0.6 * (self.mouth_centre[1] - nose_y), rig.vertices[:, 1])
+        self.width_pull = WIDTH_GAIN * np.exp(-(d / sigma) ** 2 / 2) * smoothstep(3 * sigma, 2 * sigma, d) * below_nose
+        self.width_pull[fm.N_MESH:] = 0.0  # iris points and the outer rings stay
         self.grid_x, self.grid_y = np.meshgrid(np.arange(self.size, dtype=np.float32),
                                                np.arange(self.size, dtype=np.float32))
 
-    def deform(self, mouth_open: float, blink: float) -> np.ndarray:
-        """[V, 3] head-coordinate vertices with the jaw opened and the eyelids closed."""
+    def deform(self, mouth_open: float, blink: float, mouth_width: float = 0.0) -> np.ndarray:
+        """[V, 3] head-coordinate vertices with the lips spread (``mouth_width`` > 0) or
+        rounded (< 0), the jaw opened and the eyelids closed."""
         rig = self.rig
         verts = rig.vertices.astype(np.float64) + blink * rig.blink_offset
+        verts[:, 0] += mouth_width * self.width_pull * (verts[:, 0] - self.mouth_centre[0])
         rot = rotation_x(np.deg2rad(JAW_MAX_DEG * mouth_open))
         rel = verts - rig.jaw_pivot
         jawed = rel @ rot.T + rig.jaw_pivot
@@ -98,10 +115,11 @@ class HeadRenderer:
         return self.render_focal * cam[:, :2] / cam[:, 2:3] + self.size / 2
 
     def render(self, rotation: np.ndarray, trans: np.ndarray, mouth_open: float,
-               blink: float) -> Frame:
-        """rotation [3, 3], trans [3] (cm): x_cam = rotation @ x_head + trans."""
+               blink: float, mouth_width: float = 0.0) -> Frame:
+        """rotation [3, 3], trans [3] (cm): x_cam = rotation @ x_head + trans; mouth_open 0..1,
+        blink 0..1, mouth_width -1 (rounded) .. 1 (spread)."""
         rig = self.rig
-        cam = self.deform(mouth_open, blink) @ rotation.T + trans
+        cam = self.deform(mouth_open, blink, mouth_width) @ rotation.T + trans
         posed = self.project(cam)
         dst = self.rest_px + rig.rigid_weight[:, None] * (posed - self.rest_px)
         dst_cv = dst - 0.5

@@ -101,7 +101,7 @@ def _ray_extent(mask: np.ndarray, start: np.ndarray, direction: np.ndarray, limi
     return float(steps[hit].max()) if hit.any() else 0.0
 
 
-def _smoothstep(e0: float | np.ndarray, e1: float | np.ndarray, x: np.ndarray) -> np.ndarray:
+def smoothstep(e0: float | np.ndarray, e1: float | np.ndarray, x: np.ndarray) -> np.ndarray:
     t = np.clip((x - e0) / (e1 - e0), 0.0, 1.0)
     return t * t * (3 - 2 * t)
 
@@ -120,7 +120,7 @@ def _jaw_weights(src: np.ndarray) -> np.ndarray:
     half_width = (mid[:, 0].max() - mid[:, 0].min()) / 2
     lateral = np.maximum(np.abs(x - mid[:, 0].mean()) - half_width, 0.0)
     eps = 1.5 + 0.8 * lateral
-    weight = _smoothstep(-eps, eps, y - cut)
+    weight = smoothstep(-eps, eps, y - cut)
     weight[fm.INNER_LIP_UPPER] = 0.0
     weight[fm.INNER_LIP_LOWER] = 1.0
     weight[[fm.INNER_LIP_UPPER[0], fm.INNER_LIP_UPPER[-1]]] = 0.5  # the corners
@@ -185,7 +185,7 @@ def build_rig() -> HeadRig:
     extent = np.mean([np.roll(extent, k) for k in range(-2, 3)], axis=0)
     ear_y = lm_px[[234, 454], 1].mean()
     jaw_corner_y = lm_px[[58, 288], 1].mean()
-    below = _smoothstep(ear_y, jaw_corner_y, oval_px[:, 1])  # 0 above the ears, 1 at the jaw
+    below = smoothstep(ear_y, jaw_corner_y, oval_px[:, 1])  # 0 above the ears, 1 at the jaw
 
     ring_px, ring_cam, ring_rigid = [], [], []
     for k, (margin, share) in enumerate(RINGS):

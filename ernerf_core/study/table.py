@@ -113,11 +113,16 @@ def best_variant(stats: dict[str, dict[str, Stat]], metric: Metric) -> str | Non
     return pick(scored, key=lambda t: t[0])[1]
 
 
-def beyond_spread(a: Stat, b: Stat) -> bool | None:
-    """True when the mean +- sd ranges of a and b do not overlap; None without two seeds each."""
+def beyond_spread(a: Stat, b: Stat, metric: Metric | None = None) -> bool | None:
+    """True when the mean +- sd ranges of a and b do not overlap; None without two seeds each.
+    With ``metric``, a difference too small to show in its format (a model size that differs
+    by bytes, with no spread at all) is no difference."""
     if a.n < 2 or b.n < 2:
         return None
-    return abs(a.mean - b.mean) > a.sd + b.sd
+    diff = abs(a.mean - b.mean)
+    if metric is not None and float(format(diff, metric.fmt)) == 0:
+        return False
+    return diff > a.sd + b.sd
 
 
 def _fmt(value: float, metric: Metric) -> str:
@@ -149,7 +154,7 @@ def statements(stats: dict[str, dict[str, Stat]], baseline: str | None = None) -
         b = stats[best][m.key]
         text = f"**{m.heading}** ({direction} is better): best `{best}` ({_cell(b, m)})."
         others = [v for v in stats if v != best and math.isfinite(stats[v][m.key].mean)]
-        verdicts = {v: beyond_spread(b, stats[v][m.key]) for v in others}
+        verdicts = {v: beyond_spread(b, stats[v][m.key], m) for v in others}
         if not others:
             out.append(text + " No other variant has a number.")
             continue
@@ -171,7 +176,7 @@ def statements(stats: dict[str, dict[str, Stat]], baseline: str | None = None) -
             base = stats[baseline][m.key]
             better, worse = [], []
             for v in others + [best]:
-                if v == baseline or not beyond_spread(base, stats[v][m.key]):
+                if v == baseline or not beyond_spread(base, stats[v][m.key], m):
                     continue
                 delta = stats[v][m.key].mean - base.mean
                 (better if (delta > 0) == m.higher_is_better else worse).append(f"`{v}` ({_signed(delta, m)})")
