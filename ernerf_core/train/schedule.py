@@ -5,8 +5,8 @@ size: steps (``iters``), rays per step (``num_rays``), training size (``downscal
 the head, the grid learning rate (``lr``). A key set in the stage's own config section wins
 over the preset; every other key keeps the stage's defaults.
 
-- ``preview``: a quick look, the same for every subject (the demo's schedule: about 10 CPU
-  minutes for the 20 s demo).
+- ``preview``: a quick look, the same for every subject (the demo's schedule: 3.7 minutes of
+  training for the 20 s demo on 2 CPU cores).
 - ``cpu``: the standard CPU run. Steps grow with the subject's training frames
   (``CPU_STEPS_PER_FRAME`` head steps a frame, within ``CPU_HEAD_STEPS``): every frame is
   drawn a few times whatever the clip length, and a long video stays within an evening on
@@ -36,7 +36,7 @@ GPU = {  # the reference (its default lr 1e-2 for the grids)
     "train_torso": {"iters": 200_000, "num_rays": 65_536, "downscale": 1.0},
 }
 CPU_STEPS_PER_FRAME = 4
-CPU_HEAD_STEPS = (3000, 12_000)  # at 0.15-0.2 s a step on 2 cores: 8 to 40 minutes
+CPU_HEAD_STEPS = (3000, 12_000)  # at 0.14 s a step (make demo, 2 cores): 7 to 28 minutes
 CPU_LIPS_SHARE = 1 / 6  # lip steps per head step (the reference: 25k after 100k, 1/4)
 CPU_TORSO_SHARE = 1 / 2  # the torso learns an image-space field: fewer steps suffice
 
