@@ -188,8 +188,10 @@ def hash_grid_indices(x: torch.Tensor, proj: torch.Tensor, mult: torch.Tensor,
     """
     P = x.shape[0]
     L, D = mult.shape
-    # pos[d, l, p] = scale_l * x[p, axis(l, d)] + 0.5 (float32, as the CUDA kernel)
-    pos = torch.addmm(torch.full((1,), 0.5, device=x.device), proj, x.float().clamp(0.0, 1.0).t()).view(D, L, P)
+    # pos[d, l, p] = scale_l * x[p, axis(l, d)] + 0.5 (float32, as the kernels). The product and
+    # the +0.5 are rounded apart: addmm may fuse them (BLAS on AVX-512 does), which moves points
+    # near a cell edge into the next cell and away from the kernels' result.
+    pos = torch.mm(proj, x.float().clamp(0.0, 1.0).t()).add_(0.5).view(D, L, P)
     cell = pos.floor()
     frac = pos - cell
     m = mult.t().unsqueeze(-1)  # [D, L, 1]
