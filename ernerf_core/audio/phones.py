@@ -116,8 +116,10 @@ def phone_windows(steps: np.ndarray, n_frames: int) -> np.ndarray:
     return frame_windows(steps, n_frames, first=0)
 
 
-def _phones(subject: str, samples: np.ndarray, n_frames: int, checkpoint: str | None) -> tuple[np.ndarray, dict]:
-    """(``[N, 16, 40]`` windows, facts for the manifest); a warning when no phone is left."""
+def phones_backend(subject: str, samples: np.ndarray, n_frames: int,
+                   checkpoint: str | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """The stage's backend call: (``[N, 16, 40]``, facts for the manifest); a warning when no
+    phone is left."""
     segments = decode_phones(subject, samples, checkpoint)
     steps = phone_steps(segments, n_frames, silent_steps(samples, n_frames))
     body = steps[LEAD_STEPS:LEAD_STEPS + STEPS_PER_FRAME * n_frames]
@@ -132,19 +134,13 @@ def _phones(subject: str, samples: np.ndarray, n_frames: int, checkpoint: str | 
     return phone_windows(steps, n_frames), facts
 
 
-def phones_backend(subject: str, samples: np.ndarray, n_frames: int,
-                   checkpoint: str | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-    """The stage's backend call: (``[N, 16, 40]``, facts for the manifest)."""
-    return _phones(subject, samples, n_frames, checkpoint)
-
-
 def mel_phones_backend(subject: str, samples: np.ndarray, n_frames: int,
                        checkpoint: str | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """The stage's backend call: (``[N, 16, 120]`` = mel | phones, facts for the manifest)."""
     from .mel import WINDOW as MEL_WINDOW
     from .mel import mel_features
 
-    phones, facts = _phones(subject, samples, n_frames, checkpoint)
+    phones, facts = phones_backend(subject, samples, n_frames, checkpoint)
     features = np.concatenate([mel_features(samples, n_frames), phones], axis=2)
     facts["window"] = {"mel": MEL_WINDOW, "phones": WINDOW, "channels": "80 mel, then 40 phones"}
     return features, facts

@@ -29,10 +29,9 @@ import torch
 
 from ..device import resolve_device
 from ..fsio import atomic_file
-from ..train.dataset import split_size
 from ..train.error_map import ErrorMap
 from ..train.head import HEAD_DEFAULTS, HeadRun
-from ..train.schedule import apply_preset
+from ..train.schedule import stage_settings
 
 STAGE = "study_head"
 CURVE_COLUMNS = ("step", "elapsed_s", "val_psnr", "val_loss")
@@ -50,8 +49,9 @@ def train_study_head(*, subject: str, data_dir, model_path, manifest_path, curve
     settings = dict(settings)
     points = settings.pop("curve_points", None)
     if points:  # validations spread over the run's steps, its preset's when not given
-        iters = apply_preset(settings, "train_head", split_size(data_dir, "train"), resolve_device(device).type)
-        settings["val_every"] = max(1, int(iters.get("iters") or HEAD_DEFAULTS["iters"]) // int(points))
+        resolved = stage_settings(settings, STAGE, subject=subject, data_dir=data_dir,
+                                  device_type=resolve_device(device).type)
+        settings["val_every"] = max(1, int(resolved.get("iters") or HEAD_DEFAULTS["iters"]) // int(points))
     try:
         run = HeadRun(stage=STAGE, subject=subject, data_dir=data_dir, work_dir=Path(model_path).parent,
                       settings=settings, device=device)

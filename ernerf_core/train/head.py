@@ -33,11 +33,11 @@ from ..model.head import HeadNetwork, build_head
 from ..model.io import load_head, read_head_file, save_head
 from ..model.rays import pixel_rays
 from ..model.renderer import render_image, render_rays
-from .dataset import SubjectDataset, split_size
+from .dataset import SubjectDataset
 from .error_map import ErrorMap
 from .losses import LOSSES, photometric, psnr, uncertainty_weighted, weights_entropy
 from .sampling import PixelSampler, rect_pixels
-from .schedule import apply_preset
+from .schedule import stage_settings
 from .trainer import Trainer
 
 log = logging.getLogger(__name__)
@@ -289,11 +289,7 @@ class HeadRun:
                  init_head: Path | None = None):
         defaults = LIPS_DEFAULTS if stage == "finetune_lips" else HEAD_DEFAULTS
         dev = self.device = resolve_device(device)
-        try:  # the head's schedule for any stage but the lips' (the study's runs included)
-            schedule_stage = "finetune_lips" if defaults is LIPS_DEFAULTS else "train_head"
-            settings = apply_preset(settings, schedule_stage, split_size(data_dir, "train"), dev.type)
-        except ValueError as err:
-            raise StageError(subject, stage, str(err), "fix train.preset in the config") from None
+        settings = stage_settings(settings, stage, subject=subject, data_dir=data_dir, device_type=dev.type)
         s = self.s = resolve_settings(settings, defaults)
         _check_settings(s, subject, stage)
         self.stage, self.subject = stage, subject

@@ -18,6 +18,9 @@ over the preset; every other key keeps the stage's defaults.
 
 from __future__ import annotations
 
+from ..errors import StageError
+from .dataset import split_size
+
 PRESETS = ("auto", "preview", "cpu", "gpu")
 STAGES = ("train_head", "finetune_lips", "train_torso")
 # the keys a preset sets, per stage
@@ -88,3 +91,14 @@ def apply_preset(settings: dict, stage: str, n_train: int, device_type: str) -> 
             out[key] = schedule[key]
     out["preset"] = schedule["preset"]
     return out
+
+
+def stage_settings(settings: dict, stage: str, *, subject: str, data_dir, device_type: str) -> dict:
+    """:func:`apply_preset` for a training stage on ``data_dir`` (its training-frame count);
+    an unknown preset stops the stage naming the key."""
+    schedule_stage = stage if stage in STAGES else "train_head"  # the study's heads: the head's
+    try:
+        return apply_preset(settings, schedule_stage, split_size(data_dir, "train"), device_type)
+    except ValueError as err:
+        raise StageError(subject, stage, str(err), "fix train.preset in the config") from None
+

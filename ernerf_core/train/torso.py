@@ -42,10 +42,10 @@ from ..fsio import write_manifest
 from ..model.encoders import HashGridSpec
 from ..model.portrait import to_uint8, torso_over_background
 from ..model.torso import TorsoConfig, TorsoNet, coords_of_indices, save_torso
-from .dataset import SubjectDataset, split_size
+from .dataset import SubjectDataset
 from .losses import LOSSES, photometric, psnr, weights_entropy
 from .sampling import uniform_pixels
-from .schedule import apply_preset
+from .schedule import stage_settings
 from .trainer import Trainer
 
 log = logging.getLogger(__name__)
@@ -159,10 +159,7 @@ def train_torso(*, subject: str, data_dir, model_path, manifest_path, settings: 
                 device: str = "auto") -> dict:
     """Train the torso on ``data_dir``; writes the torso ``model_path`` and the manifest."""
     dev = resolve_device(device)
-    try:
-        settings = apply_preset(settings or {}, STAGE, split_size(data_dir, "train"), dev.type)
-    except ValueError as err:
-        raise StageError(subject, STAGE, str(err), "fix train.preset in the config") from None
+    settings = stage_settings(settings or {}, STAGE, subject=subject, data_dir=data_dir, device_type=dev.type)
     s = resolve_settings(settings)
     _check(s, subject)
     data_dir, model_path = Path(data_dir), Path(model_path)
