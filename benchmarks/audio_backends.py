@@ -35,14 +35,17 @@ def _subject_copy(data: Path, root: Path) -> Path:
     return copy
 
 
-def run_backend(backend: str, data: Path, out: Path, settings: dict, subject: str) -> dict:
+def run_backend(backend: str, data: Path, out: Path, settings: dict, subject: str,
+                name: str | None = None) -> dict:
+    """One head on ``backend``'s features in ``out/<name or backend>``, measured on the whole
+    val split (``settings``: the head stage's, ``model`` included)."""
     from ernerf_core.audio import AUDIO_FEATURE_FILE, extract_features
     from ernerf_core.device import set_threads
     from ernerf_core.study.metrics import measure_study_run
     from ernerf_core.train.head import train_head
 
     set_threads(1)
-    root = out / backend
+    root = out / (name or backend)
     data_dir = _subject_copy(data, root)
     manifests = root / "manifests"
     t0 = time.perf_counter()
@@ -53,12 +56,14 @@ def run_backend(backend: str, data: Path, out: Path, settings: dict, subject: st
                manifest_path=manifests / "train_head.json", settings=settings, device="cpu")
     metrics = measure_study_run(subject=subject, data_dir=data_dir, model_path=root / "head" / "model.pt",
                                 manifests=[manifests / "train_head.json"], metrics_path=root / "metrics.json",
-                                variant=backend, seed=int(settings.get("seed", 0)), device="cpu")
+                                variant=name or backend, seed=int(settings.get("seed", 0)), device="cpu")
     sync = metrics.get("lipsync") or metrics
     spread = sync.get("opening_spread") or {}
-    return {"backend": backend, "frames": metrics["frames"], "psnr": metrics["psnr"], "psnr_head": metrics["psnr_head"],
+    return {"variant": name or backend, "backend": backend, "frames": metrics["frames"], "psnr": metrics["psnr"],
+            "psnr_head": metrics["psnr_head"],
             "lmd": metrics.get("lmd"), "mouth_corr": sync.get("mouth_corr_truth"),
             "mouth_corr_ci95": sync.get("mouth_corr_truth_ci95"), "opening_spread_ratio": spread.get("ratio"),
+            "mouth_width_corr": (sync.get("mouth_width_corr_truth") or {}).get("r"),
             "features_s": round(features_s, 1), "train_s": metrics["train_seconds"]}
 
 

@@ -18,6 +18,7 @@ from ernerf_core.model.encoders import (
     grid_layout,
     sh_encode,
 )
+from ernerf_core.model.head import HeadConfig, HeadNetwork
 from ernerf_core.model.io import save_head
 from ernerf_core.model.occupancy import OccupancyGrid
 from ernerf_core.model.rays import near_far_from_aabb, ngp_matrix_to_nerf
@@ -428,3 +429,87 @@ def test_per_plane_grid_settings_reach_the_network(tmp_path):
             x[:, other] = torch.linspace(-b, b, 64)
             feats = plane_features(enc, x)[p].detach()
             assert torch.equal(feats, feats[:1].expand_as(feats)), p
+
+
+# --- audio path options: attention start, feature and code standardisation -------------------------------
+
+def test_centre_attention_start_weights_the_frame_itself():
+    torch.manual_seed(0)
+    codes = torch.randn(3, 8, 32)
+    weights = {}
+    for init in ("uniform", "centre"):
+        att = AudioAttNet(32, init=init)
+        y = att.attentionConvNet(codes.transpose(1, 2)).squeeze(1)
+        weights[init] = torch.softmax(att.attentionNet(y), dim=1)
+    assert torch.all(weights["centre"][:, 4] > 0.7)  # e^3 / (e^3 + 7) = 0.74
+    assert torch.all(weights["uniform"][:, 4] < 0.3)
+    with pytest.raises(ValueError, match="audio attention init"):
+        AudioAttNet(32, init="middle")
+
+
+def _offset_features(n=60, seed=0):
+    """[n, 12, 16] features whose channels sit far from 0 and vary little from frame to frame,
+    as log-mel does: a per-channel level plus a small per-frame change."""
+    g = torch.Generator().manual_seed(seed)
+    level = torch.linspace(-0.9, 0.6, 12).view(1, 12, 1)
+    return level + 0.05 * torch.randn(n, 12, 16, generator=g)
+
+
+def _code_spread(model, feats):
+    """Per-channel std of the per-frame audio codes over frames, over their mean size."""
+    with torch.no_grad():
+        codes = model.audio_net(model._normalized_input(feats))
+        if model.config.audio_code_norm:
+            codes = model._normalized_codes(codes)
+    return float(codes.std(0).mean() / codes.mean(0).abs().mean().clamp_min(1e-12)), codes
+
+
+def test_audio_code_norm_makes_the_code_vary_with_the_frame():
+    feats = _offset_features()
+    plain = small_head().eval()
+    normed = small_head(audio_normalize=True, audio_code_norm=True).eval()
+    normed.set_audio_stats(feats)
+    assert torch.allclose(normed.audio_mean.view(-1), feats.mean((0, 2)), atol=1e-5)
+    spread_plain, _ = _code_spread(plain, feats)
+    spread_normed, codes = _code_spread(normed, feats)
+    assert spread_plain < 0.2  # the reference's code: mostly a constant
+    assert spread_normed > 5  # standardised: zero mean, unit spread over the training frames
+    assert torch.allclose(codes.mean(0), torch.zeros(32), atol=1e-4)
+    assert torch.allclose(codes.std(0, unbiased=False), torch.ones(32), atol=1e-3)
+
+
+def test_running_code_statistics_move_only_in_training_steps():
+    feats = _offset_features()
+    model = small_head(audio_code_norm=True)
+    model.set_audio_stats(feats)
+    before = model.code_mean.clone()
+    shifted = audio_window(feats + 0.5, 10)
+    model.eval()
+    model.encode_audio(shifted)
+    assert torch.equal(model.code_mean, before)  # inference leaves the statistics
+    model.train()
+    with torch.no_grad():
+        model.encode_audio(shifted)  # the occupancy update: no gradients, no change
+    assert torch.equal(model.code_mean, before)
+    model.encode_audio(shifted).sum().backward()
+    assert not torch.equal(model.code_mean, before)
+
+
+def test_audio_standardisation_survives_save_and_load_and_old_files_still_load(tmp_path):
+    feats = _offset_features()
+    model = small_head(audio_normalize=True, audio_code_norm=True)
+    model.set_audio_stats(feats)
+    model.eval()
+    meta = {"audio": {"backend": "mel", "channels": 12, "window": 16}, "data": {"H": 8, "W": 8}}
+    save_head(tmp_path / "model.pt", model, meta)
+    loaded = load_head(tmp_path / "model.pt")
+    win = audio_window(feats, 7)
+    assert torch.equal(model.encode_audio(win), loaded.encode_audio(win))
+    # a model file written before these options: its config has no such keys and no buffers
+    old = small_head().eval()
+    cfg = old.config.as_dict()
+    for key in ("audio_attention_init", "audio_normalize", "audio_code_norm"):
+        cfg.pop(key)
+    rebuilt = HeadNetwork(HeadConfig.from_dict(cfg))
+    rebuilt.load_state_dict(old.state_dict())
+    assert torch.equal(rebuilt.eval().encode_audio(win), old.encode_audio(win))

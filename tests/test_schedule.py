@@ -21,9 +21,9 @@ SMALL = {"grids": {p: {"levels": 4, "features_per_level": 1, "log2_table_size": 
 
 
 @pytest.mark.parametrize("n_train, head, lips, torso", [
-    (113, 3000, 500, 1500),  # a 5 s clip: the floor
-    (1600, 6400, 1100, 3200),  # a 71 s clip: 4 steps a frame
-    (10_000, 12_000, 2000, 6000),  # several minutes: the cap
+    (113, 3000, 500, 3000),  # a 5 s clip: the floor
+    (1600, 6400, 1100, 6400),  # a 71 s clip: 4 steps a frame
+    (10_000, 12_000, 2000, 12_000),  # several minutes: the cap
 ])
 def test_cpu_preset_grows_with_the_frames_within_its_bounds(n_train, head, lips, torso):
     got = {stage: schedule.preset_schedule("cpu", stage, n_train, "cpu")["iters"] for stage in schedule.STAGES}

@@ -244,3 +244,17 @@ def test_portrait_refuses_missing_or_foreign_models(subject, tmp_path):
         assemble_portrait(data_dir=other.data_dir, head_path=tmp_path / "other_head.pt",
                           torso_path=tmp_path / "torso" / "model.pt", **kwargs)
     assert not (tmp_path / "model.pt").exists()
+
+
+@pytest.mark.parametrize("share", [0.0, 0.75])
+def test_torso_ray_share_puts_that_share_of_the_rays_on_the_torso(subject, share):
+    data = SubjectDataset(subject.data_dir, "train", subject="synth", stage="train_torso", downscale=1.0,
+                          **torso_stage.TORSO_PARTS)
+    s = torso_stage.resolve_settings({**SETTINGS, "num_rays": 2000, "torso_ray_share": share})
+    step = torso_stage.TorsoStep(TorsoNet(torso_stage.torso_config(s, len(data))), data, s,
+                                 generator=torch.Generator().manual_seed(0), device=torch.device("cpu"))
+    pixels = step._pixels(2)
+    on_torso = torch.from_numpy(data.torso_rgba(2)[..., 3].reshape(-1) > 0)[pixels]
+    area = float((data.torso_rgba(2)[..., 3] > 0).mean())
+    assert pixels.numel() == 2000 and 0.05 < area < 0.6
+    assert float(on_torso.float().mean()) == pytest.approx(share + (1 - share) * area, abs=0.04)

@@ -28,6 +28,7 @@ from ernerf_core.train.head import (
 )
 from ernerf_core.train.lips import finetune_lips
 from ernerf_core.train.losses import LOSSES, psnr
+from ernerf_core.train.mouth_probe import mouth_shape, mouth_targets
 
 # small grids sized for 32-48 px frames keep every test to seconds
 SMALL_GRID = {"levels": 8, "log2_table_size": 12, "base_resolution": 16, "finest_resolution": 128}
@@ -397,3 +398,31 @@ def test_trainer_survives_a_step_with_nothing_to_learn(tmp_path):
                       settings={"x": 1}, checkpoint_dir=tmp_path / "ck", log_path=tmp_path / "log.csv")
     trainer.fit()
     assert trainer.step == 2 and not torch.equal(params_of(net), before)
+
+
+def test_mouth_shape_is_lip_gap_and_width_over_eye_distance():
+    lm = np.zeros((2, 68, 2), np.float32)
+    lm[:, 36], lm[:, 45] = (10, 50), (50, 50)  # eyes 40 px apart
+    lm[:, 48], lm[:, 54] = (15, 80), (45, 80)  # mouth 30 px wide
+    lm[:, 62], lm[:, 66] = (30, 78), (30, 82)  # lips 4 px apart ...
+    lm[1, 66] = (30, 90)  # ... and 12 in the second frame
+    assert np.allclose(mouth_shape(lm), [[0.1, 0.75], [0.3, 0.75]])
+    z = mouth_targets(lm)
+    assert torch.allclose(z[:, 0], torch.tensor([-1.0, 1.0])) and torch.all(z[:, 1] == 0)  # constant width: 0
+
+
+def test_lambda_mouth_teaches_the_audio_code_the_mouth(subject, tmp_path):
+    """The read-out's loss falls as the audio path learns the mouth shape from the landmarks;
+    without lambda_mouth the head has no read-out."""
+    settings = {**FAST, "iters": 150, "lambda_mouth": 0.1, "checkpoint_every": 200}
+    run = HeadRun(stage="train_head", subject="synth", data_dir=subject.data_dir, work_dir=tmp_path / "on",
+                  settings=settings, device="cpu")
+    run.train()
+    rows = [r.split(",") for r in (tmp_path / "on" / "train_log.csv").read_text().splitlines()]
+    col = rows[0].index("mouth_probe")
+    values = [float(r[col]) for r in rows[1:] if r[col]]
+    assert len(values) >= 5 and np.mean(values[-3:]) < 0.5 * np.mean(values[:3])
+    assert run.model.config.mouth_probe
+    off = HeadRun(stage="train_head", subject="synth", data_dir=subject.data_dir, work_dir=tmp_path / "off",
+                  settings={**settings, "lambda_mouth": 0.0}, device="cpu")
+    assert not off.model.config.mouth_probe and not hasattr(off.model, "mouth_probe")

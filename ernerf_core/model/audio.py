@@ -12,6 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 
 ATT_WINDOW = 8  # frames i-4 .. i+3 (reference att mode 2)
+ATT_INITS = ("uniform", "centre")
+CENTRE_LOGIT = 3.0  # softmax weight e^3 / (e^3 + 7) = 0.74 on the frame itself at the start
 
 
 class AudioNet(nn.Module):
@@ -40,10 +42,17 @@ class AudioAttNet(nn.Module):
     """Attention over ``seq_len`` neighbouring audio codes: Conv1d dim->16->8->4->2->1, Linear, softmax.
 
     ``forward(x [B, seq_len, dim]) -> [B, dim]`` (weighted sum over the sequence).
+
+    ``init="centre"`` starts the attention on the frame itself (softmax logit +CENTRE_LOGIT at
+    index ``seq_len // 2``, the rest equal) instead of the reference's near-uniform average:
+    a uniform average over 8 frames (320 ms) low-passes the audio code below the syllable
+    rate, so early in training neighbouring frames get almost the same code.
     """
 
-    def __init__(self, dim_aud: int = 32, seq_len: int = ATT_WINDOW):
+    def __init__(self, dim_aud: int = 32, seq_len: int = ATT_WINDOW, init: str = "uniform"):
         super().__init__()
+        if init not in ATT_INITS:
+            raise ValueError(f"audio attention init {init!r} is not one of {', '.join(ATT_INITS)}")
         self.seq_len = seq_len
         chans = [dim_aud, 16, 8, 4, 2, 1]
         layers: list[nn.Module] = []
@@ -51,6 +60,11 @@ class AudioAttNet(nn.Module):
             layers += [nn.Conv1d(a, b, kernel_size=3, stride=1, padding=1), nn.LeakyReLU(0.02, True)]
         self.attentionConvNet = nn.Sequential(*layers)
         self.attentionNet = nn.Linear(seq_len, seq_len)
+        if init == "centre":
+            with torch.no_grad():
+                self.attentionNet.weight.mul_(0.1)
+                self.attentionNet.bias.zero_()
+                self.attentionNet.bias[seq_len // 2] = CENTRE_LOGIT
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.attentionConvNet(x.transpose(1, 2)).squeeze(1)  # [B, seq_len]

@@ -17,7 +17,8 @@ Public API (stable, used by the torso and render stages):
 - ``HeadNetwork.density(x, enc_a, eye) -> sigma [P]``; ``geometry`` / ``appearance`` /
   ``uncertainty``: the two halves of ``forward`` (the renderer colours only visible samples)
 - ``HeadNetwork.individual_code(index | None)`` (None at test time: code 0, as the reference)
-- ``HeadNetwork.param_groups(lr, lr_net)``: AdamW groups with the reference's learning rates
+- ``HeadNetwork.param_groups(lr, lr_net, audio_lr_scale)``: AdamW groups with the reference's
+  learning rates (``audio_lr_scale`` 1)
 - ``HeadNetwork.occupancy``: the :class:`~ernerf_core.model.occupancy.OccupancyGrid`
 - ``HeadNetwork.config``: the :class:`HeadConfig` (``as_dict()`` is what checkpoints store)
 
@@ -39,6 +40,8 @@ from .encoders import HashGridSpec, TriPlaneHashGrid, sh_encode
 from .occupancy import OccupancyGrid
 
 PLANES = TriPlaneHashGrid.PLANES
+MOUTH_PROBE_OUT = 2  # mouth opening and width (train.mouth_targets)
+CODE_STATS_MOMENTUM = 0.01  # a step's 8 codes move the running code statistics this much
 
 
 @dataclass
@@ -56,6 +59,16 @@ class HeadConfig:
     occupancy_resolution: int = 128
     max_samples: int = 16
     density_thresh: float = 10.0
+    audio_attention_init: str = "uniform"  # AudioAttNet's start: "uniform" (reference) or "centre"
+    # standardise each feature channel with the training frames' mean and std (False: the
+    # reference's raw features, and model files written before this key)
+    audio_normalize: bool = False
+    # standardise the per-frame audio code (AudioNet's output) with running statistics over
+    # the training frames, kept by an exponential average while training (False: reference)
+    audio_code_norm: bool = False
+    # a linear read-out of the audio code to the mouth's opening and width, trained on the
+    # subject's landmarks (train.head.lambda_mouth); rendering never uses it
+    mouth_probe: bool = False
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -74,11 +87,14 @@ def head_config_from_dict(model_cfg: dict, audio_shape: tuple[int, int], n_indiv
 
     ``model_cfg``: ``{"grids": {"xy"|"yz"|"xz": {levels, features_per_level, log2_table_size,
     base_resolution, finest_resolution}}, "max_samples", "occupancy_resolution",
-    "density_thresh"}``. ``audio_shape`` = (W, C) of the features file ``[N, W, C]``.
+    "density_thresh", "audio_attention_init", "audio_normalize", "audio_code_norm",
+    "mouth_probe"}``. ``audio_shape`` = (W, C) of the features file ``[N, W, C]``.
     """
     grids_cfg = model_cfg.get("grids", {}) or {}
     grids = {p: HashGridSpec(**(grids_cfg.get(p) or {})) for p in PLANES}
-    extra = {k: model_cfg[k] for k in ("max_samples", "occupancy_resolution", "density_thresh")
+    extra = {k: model_cfg[k] for k in ("max_samples", "occupancy_resolution", "density_thresh",
+                                              "audio_attention_init", "audio_normalize",
+                                              "audio_code_norm", "mouth_probe")
              if k in model_cfg}
     W, C = audio_shape
     return HeadConfig(audio_in=int(C), audio_window=int(W), n_individual=int(n_individual),
@@ -127,8 +143,16 @@ class HeadNetwork(nn.Module):
         self.config = cfg
         b = cfg.bound
         self.register_buffer("aabb", torch.tensor([-b, -b / 2, -b, b, b / 2, b], dtype=torch.float32))
+        if cfg.audio_normalize:  # set from the training features by set_audio_stats
+            self.register_buffer("audio_mean", torch.zeros(cfg.audio_in, 1))
+            self.register_buffer("audio_std", torch.ones(cfg.audio_in, 1))
+        if cfg.audio_code_norm:  # set by set_audio_stats, then followed while training
+            self.register_buffer("code_mean", torch.zeros(cfg.audio_dim))
+            self.register_buffer("code_var", torch.ones(cfg.audio_dim))
         self.audio_net = AudioNet(cfg.audio_in, cfg.audio_dim)
-        self.audio_att_net = AudioAttNet(cfg.audio_dim)
+        self.audio_att_net = AudioAttNet(cfg.audio_dim, init=cfg.audio_attention_init)
+        if cfg.mouth_probe:
+            self.mouth_probe = nn.Linear(cfg.audio_dim, MOUTH_PROBE_OUT)
         self.encoder = TriPlaneHashGrid(cfg.grids, bound=b)
         in_dim = self.encoder.out_dim
         self.eye_att_net = MLP(in_dim, 1, 16, 2)
@@ -142,12 +166,48 @@ class HeadNetwork(nn.Module):
                                        density_thresh=cfg.density_thresh)
 
     # --- audio -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def set_audio_stats(self, features: torch.Tensor, max_frames: int = 1024) -> None:
+        """Statistics of the training frames' features ``[N, C, W]``: per-channel mean and std
+        of the features (``audio_normalize``), then of the audio codes (``audio_code_norm``).
+
+        Why: what moves the mouth is how the audio changes from frame to frame, but with the
+        reference's raw log-mel and initialisation the per-frame code's spread across frames
+        is about 1-2 % of its size (10 % after a 1,200-step head on a real clip), so the
+        density MLP sees a near-constant code and renders an average mouth."""
+        cfg = self.config
+        if cfg.audio_normalize:
+            x = features.transpose(0, 1).reshape(features.shape[1], -1).double()  # [C, N*W]
+            self.audio_mean.copy_(x.mean(1, keepdim=True).float())
+            self.audio_std.copy_(x.std(1, keepdim=True).clamp_min(1e-3).float())
+        if cfg.audio_code_norm:
+            step = max(1, features.shape[0] // max_frames)
+            codes = self.audio_net(self._normalized_input(features[::step]))  # [n, dim]
+            self.code_mean.copy_(codes.mean(0))
+            self.code_var.copy_(codes.var(0, unbiased=False))
+
+    def _normalized_input(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.audio_mean) / self.audio_std if self.config.audio_normalize else x
+
+    def _normalized_codes(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes [..., dim] standardised by the running statistics, which a training step
+        with gradients moves towards its own codes (``CODE_STATS_MOMENTUM``)."""
+        if self.training and torch.is_grad_enabled():
+            with torch.no_grad():
+                flat = codes.detach().reshape(-1, codes.shape[-1])
+                self.code_mean.lerp_(flat.mean(0), CODE_STATS_MOMENTUM)
+                self.code_var.lerp_(flat.var(0, unbiased=False) + (flat.mean(0) - self.code_mean) ** 2,
+                                    CODE_STATS_MOMENTUM)
+        return (codes - self.code_mean) / torch.sqrt(self.code_var + 1e-12)
+
     def encode_audio(self, windows: torch.Tensor) -> torch.Tensor:
         """windows [8, C, W] (one frame) or [B, 8, C, W] -> audio codes [1 or B, audio_dim]."""
         if windows.dim() == 3:
             windows = windows.unsqueeze(0)
         B, S = windows.shape[:2]
-        codes = self.audio_net(windows.flatten(0, 1)).view(B, S, -1)  # [B, 8, 32]
+        codes = self.audio_net(self._normalized_input(windows.flatten(0, 1))).view(B, S, -1)  # [B, 8, 32]
+        if self.config.audio_code_norm:
+            codes = self._normalized_codes(codes)
         return self.audio_att_net(codes)
 
     def individual_code(self, index: int | None) -> torch.Tensor:
@@ -197,24 +257,29 @@ class HeadNetwork(nn.Module):
                 "ambient_aud": g["ambient_aud"], "ambient_eye": g["ambient_eye"], "uncertainty": unc}
 
     # --- optimisation ----------------------------------------------------------------------
-    def param_groups(self, lr: float = 1e-2, lr_net: float = 1e-3) -> list[dict]:
+    def param_groups(self, lr: float = 1e-2, lr_net: float = 1e-3, audio_lr_scale: float = 1.0) -> list[dict]:
         """AdamW groups as the reference: grids at ``lr`` (AdamW's default weight decay 0.01,
         as the reference leaves it), MLPs and codes at ``lr_net`` (no decay), the audio
-        attention net at ``5 * lr_net`` with decay 1e-4."""
+        attention net at ``5 * lr_net`` with decay 1e-4. ``audio_lr_scale`` multiplies the
+        rates of the audio encoder and the per-point channel attention (not of the attention
+        over frames: at 25 x ``lr_net`` it diverges within 100 steps on a real clip)."""
+        lr_aud = lr_net * audio_lr_scale
+        probe = [{"name": "mouth_probe", "params": list(self.mouth_probe.parameters()), "lr": lr_aud,
+                  "weight_decay": 0.0}] if self.config.mouth_probe else []
         return [
-            {"name": "audio_net", "params": list(self.audio_net.parameters()), "lr": lr_net, "weight_decay": 0.0},
+            {"name": "audio_net", "params": list(self.audio_net.parameters()), "lr": lr_aud, "weight_decay": 0.0},
             {"name": "encoder", "params": list(self.encoder.parameters()), "lr": lr, "weight_decay": 0.01},
             {"name": "sigma_net", "params": list(self.sigma_net.parameters()), "lr": lr_net, "weight_decay": 0.0},
             {"name": "color_net", "params": list(self.color_net.parameters()), "lr": lr_net, "weight_decay": 0.0},
             {"name": "audio_att_net", "params": list(self.audio_att_net.parameters()), "lr": lr_net * 5,
              "weight_decay": 1e-4},
             {"name": "individual_codes", "params": [self.individual_codes], "lr": lr_net, "weight_decay": 0.0},
-            {"name": "aud_ch_att_net", "params": list(self.aud_ch_att_net.parameters()), "lr": lr_net,
+            {"name": "aud_ch_att_net", "params": list(self.aud_ch_att_net.parameters()), "lr": lr_aud,
              "weight_decay": 0.0},
             {"name": "unc_net", "params": list(self.unc_net.parameters()), "lr": lr_net, "weight_decay": 0.0},
             {"name": "eye_att_net", "params": list(self.eye_att_net.parameters()), "lr": lr_net,
              "weight_decay": 0.0},
-        ]
+        ] + probe
 
 
 def build_head(model_cfg: dict, audio_shape: tuple[int, int], n_individual: int) -> HeadNetwork:

@@ -36,6 +36,7 @@ from ..model.renderer import render_image, render_rays
 from .dataset import SubjectDataset
 from .error_map import ErrorMap
 from .losses import LOSSES, photometric, psnr, uncertainty_weighted, weights_entropy
+from .mouth_probe import mouth_probe_loss, mouth_targets
 from .sampling import PixelSampler, rect_pixels
 from .schedule import stage_settings
 from .trainer import Trainer
@@ -44,14 +45,16 @@ log = logging.getLogger(__name__)
 
 SHARED_DEFAULTS = {"seed": 0, "loss": "l2", "huber_delta": 0.1}
 HEAD_DEFAULTS = {
-    "iters": 1200, "num_rays": 4096, "patch_size": 1, "lips_share": 0.25, "lr": 2e-2, "lr_net": 1e-3, "lr_decay": 0.5,
+    "iters": 1200, "num_rays": 4096, "patch_size": 1, "lips_share": 0.25, "lambda_mouth": 0.01, "lr": 2e-2,
+    "lr_net": 1e-3, "lr_audio_scale": 1.0, "lr_decay": 0.5,
     "ema_decay": 0.95, "downscale": 2.0, "error_map": True, "error_map_cells": 64, "error_map_uniform": 0.25,
     "occupancy_update_every": 16, "occupancy_update_fraction": 0.25, "carve": True, "unc_loss": True,
     "lambda_amb": 1e-4, "lambda_entropy": 1e-4, "val_every": 600, "val_frames": 2, "final_val_frames": 4,
     "checkpoint_every": 200, "cache_mb": 2048,
 }
 LIPS_DEFAULTS = {
-    "iters": 200, "num_rays": 4096, "patch_size": 32, "lr": 1e-2, "lr_net": 1e-3, "lr_decay": 0.05,
+    "iters": 200, "num_rays": 4096, "patch_size": 32, "lr": 1e-2, "lr_net": 1e-3, "lr_audio_scale": 1.0,
+    "lr_decay": 0.05,
     "ema_decay": 0.95, "downscale": 2.0, "error_map": True, "error_map_cells": 64, "error_map_uniform": 0.25,
     "occupancy_update_every": 16, "occupancy_update_fraction": 0.25, "lambda_amb": 1e-4, "lambda_entropy": 1e-4,
     "perceptual": "none", "lpips_patch_weight": 0.1, "lpips_rect_weight": 0.01,
@@ -102,6 +105,10 @@ class HeadStep:
         self.step_offset = step_offset
         self.total = total_steps or s["iters"]
         self.sampler = PixelSampler(data.H, data.W, s["num_rays"], s["patch_size"], error_map)
+        self.lambda_mouth = float(s.get("lambda_mouth", 0.0)) if mode == "head" else 0.0
+        if self.lambda_mouth > 0 and not model.config.mouth_probe:
+            raise ValueError("train.head.lambda_mouth needs a head built with model.mouth_probe")
+        self.mouth = mouth_targets(data.landmarks) if self.lambda_mouth > 0 else None
 
     def _randint(self, n: int) -> int:
         return int(torch.randint(0, n, (1,), generator=self.gen))
@@ -157,6 +164,10 @@ class HeadStep:
             loss = loss + progress * 1e-5 * self._smoothness(out, enc_a, code, eye)
         logs = {"mse": float(((pred.detach() - gt) ** 2).mean()), "rays": float(pixels.numel()),
                 "samples": float(out["points"].shape[0])}
+        if self.mouth is not None:
+            mouth = mouth_probe_loss(self.model, data, self.mouth, i, self.gen, dev)
+            loss = loss + self.lambda_mouth * mouth
+            logs["mouth_probe"] = float(mouth.detach())
         if self.lpips_fn is not None:
             lp = self._lpips(pred, gt, rect_step, pixels.numel())
             loss = loss + lp
@@ -309,7 +320,11 @@ class HeadRun:
                                       features_path=train.features_path, downscale=s["downscale"], cache_mb=64)
         self.step_offset, total = 0, s["iters"]
         if init_head is None:
-            model = build_head(s["model"], train.audio_shape, n_individual=len(train)).to(dev)
+            probe = bool(s["model"].get("mouth_probe") or s["lambda_mouth"] > 0)
+            model_cfg = {**s["model"], "mouth_probe": probe}
+            model = build_head(model_cfg, train.audio_shape, n_individual=len(train)).to(dev)
+            if model.config.audio_normalize or model.config.audio_code_norm:
+                model.set_audio_stats(train.features[torch.from_numpy(train.aud_ids)].to(dev))
             init_occupancy(model, train, carve=s["carve"])
         else:
             if not Path(init_head).exists():
@@ -342,14 +357,15 @@ class HeadRun:
                              "data": train.fingerprint(),
                              "init": read_head_file(init_head)["meta"]["train"].get("id") if init_head else None}
         self.trainer = Trainer(
-            model=model, param_groups=model.param_groups(s["lr"], s["lr_net"]), step_fn=self.step_fn,
+            model=model, param_groups=model.param_groups(s["lr"], s["lr_net"], s["lr_audio_scale"]),
+            step_fn=self.step_fn,
             iters=s["iters"], lr_lambda=lambda it: decay ** ((offset + it) / total), settings=self.run_settings,
             checkpoint_dir=self.work / "checkpoints", log_path=self.work / "train_log.csv",
             ema_decay=s["ema_decay"], generator=gen,
             extra_state={"error_map": self.error_map} if self.error_map else None,
             checkpoint_every=s["checkpoint_every"], desc=stage,
-            log_columns=("loss", "psnr", "mse", "rays", "samples", "lpips_loss", "val_psnr", "val_loss", "val_lmd",
-                         "val_lpips", "val_render_fps"))
+            log_columns=("loss", "psnr", "mse", "rays", "samples", "lpips_loss", "mouth_probe", "val_psnr",
+                         "val_loss", "val_lmd", "val_lpips", "val_render_fps"))
         if self.trainer.resume():
             log.info("resumed %s at step %d of %d", stage, self.trainer.step, s["iters"])
 

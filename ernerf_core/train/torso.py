@@ -9,8 +9,9 @@ reference's ``bg_torso_color`` target, so the head never enters it and the workf
 the torso beside the head. The ``portrait`` stage (:mod:`ernerf_core.train.portrait`) joins
 the two and measures whole frames.
 
-A step (ERNERF_FACTS.md sections 3-5): ``num_rays`` uniform pixels of one random training
-frame; the configured photometric loss, plus the anchor regulariser and 1e-4 x the binary
+A step (ERNERF_FACTS.md sections 3-5): ``num_rays`` pixels of one random training frame
+(uniform, or a ``torso_ray_share`` of them on the frame's torso); the configured
+photometric loss, plus the anchor regulariser and 1e-4 x the binary
 entropy of the torso alpha. Every ``alpha_grid_every`` steps the 2D alpha grid is
 refreshed with a random training pose. Same trainer machinery as the head (AdamW,
 exponential lr decay, EMA, checkpoints in ``<model dir>/checkpoints``, resume after a kill,
@@ -54,7 +55,8 @@ STAGE = "train_torso"
 SHARED_DEFAULTS = {"seed": 0, "loss": "l2", "huber_delta": 0.1}
 TORSO_DEFAULTS = {
     "iters": 600, "num_rays": 4096, "lr": 1e-2, "lr_net": 1e-3, "lr_decay": 0.5, "ema_decay": 0.95,
-    "downscale": 2.0, "alpha_grid_every": 16, "val_every": 0, "val_frames": 2, "final_val_frames": 8,
+    "downscale": 2.0, "torso_ray_share": 0.0, "alpha_grid_every": 16, "val_every": 0, "val_frames": 2,
+    "final_val_frames": 8,
     "checkpoint_every": 250, "cache_mb": 1024,
     "grid": {"levels": 16, "features_per_level": 2, "log2_table_size": 16, "base_resolution": 16,
              "finest_resolution": 2048},
@@ -102,12 +104,27 @@ class TorsoStep:
         i = self._randint(len(self.data))  # a random training pose and code, as the reference
         self.torso.update_alpha_grid(self.data.poses[i].to(self.device), i, generator=self.gen)
 
+    def _pixels(self, i: int) -> torch.Tensor:
+        """``num_rays`` pixels of frame i: a ``torso_ray_share`` of them uniform over the frame's torso
+        (its torso image's alpha), the rest uniform over the frame. The torso is a fraction of
+        the frame and the background around it is given (``bc.jpg``): uniform rays spend most
+        of a step confirming alpha 0 there."""
+        n, share = int(self.s["num_rays"]), float(self.s["torso_ray_share"])
+        n_torso = int(round(share * n))
+        if n_torso > 0:
+            torso = torch.from_numpy(np.flatnonzero(self.data.torso_rgba(i)[..., 3] > 0))
+            if torso.numel() > 0:
+                pick = torch.randint(0, torso.numel(), (n_torso,), generator=self.gen)
+                rest = uniform_pixels(n - n_torso, self.data.H, self.data.W, self.gen)
+                return torch.cat([torso[pick], rest])
+        return uniform_pixels(n, self.data.H, self.data.W, self.gen)
+
     def __call__(self, step: int) -> tuple[torch.Tensor, dict[str, float]]:
         s, data, dev = self.s, self.data, self.device
         if step % s["alpha_grid_every"] == 0:
             self.update_alpha_grid()
         i = self._randint(len(data))
-        pixels = uniform_pixels(s["num_rays"], data.H, data.W, self.gen)  # [R]
+        pixels = self._pixels(i)  # [R]
         coords = coords_of_indices(pixels, data.H, data.W).to(dev)
         target = torch.from_numpy(data.background(i)).view(-1, 3)[pixels].to(dev).float() / 255
         out = self.torso.composite(coords, data.poses[i].to(dev), self.bc[pixels.to(dev)], index=i)
