@@ -34,7 +34,7 @@ from ernerf_core.train.mouth_probe import mouth_shape, mouth_targets
 SMALL_GRID = {"levels": 8, "log2_table_size": 12, "base_resolution": 16, "finest_resolution": 128}
 MODEL = {"grids": {p: SMALL_GRID for p in ("xy", "yz", "xz")}, "occupancy_resolution": 64}
 FAST = {"downscale": 1, "val_every": 0, "final_val_frames": 1, "checkpoint_every": 10, "num_rays": 512,
-        "occupancy_update_fraction": 1.0, "model": MODEL}
+        "occupancy_update_fraction": 1.0, "lambda_mouth": 0.0, "model": MODEL}  # the mouth term: its own test
 
 
 @pytest.fixture(scope="module")

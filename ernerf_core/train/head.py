@@ -53,8 +53,7 @@ HEAD_DEFAULTS = {
     "checkpoint_every": 200, "cache_mb": 2048,
 }
 LIPS_DEFAULTS = {
-    "iters": 200, "num_rays": 4096, "patch_size": 32, "lr": 1e-2, "lr_net": 1e-3, "lr_audio_scale": 1.0,
-    "lr_decay": 0.05,
+    "iters": 200, "num_rays": 4096, "patch_size": 32, "lr": 1e-2, "lr_net": 1e-3, "lr_decay": 0.05,
     "ema_decay": 0.95, "downscale": 2.0, "error_map": True, "error_map_cells": 64, "error_map_uniform": 0.25,
     "occupancy_update_every": 16, "occupancy_update_fraction": 0.25, "lambda_amb": 1e-4, "lambda_entropy": 1e-4,
     "perceptual": "none", "lpips_patch_weight": 0.1, "lpips_rect_weight": 0.01,
@@ -105,9 +104,10 @@ class HeadStep:
         self.step_offset = step_offset
         self.total = total_steps or s["iters"]
         self.sampler = PixelSampler(data.H, data.W, s["num_rays"], s["patch_size"], error_map)
-        self.lambda_mouth = float(s.get("lambda_mouth", 0.0)) if mode == "head" else 0.0
-        if self.lambda_mouth > 0 and not model.config.mouth_probe:
-            raise ValueError("train.head.lambda_mouth needs a head built with model.mouth_probe")
+        # the mouth read-out term needs a head built with its read-out (HeadRun builds one
+        # whenever lambda_mouth > 0); a head without it trains photometrically, as the reference
+        use_probe = mode == "head" and model.config.mouth_probe
+        self.lambda_mouth = float(s.get("lambda_mouth", 0.0)) if use_probe else 0.0
         self.mouth = mouth_targets(data.landmarks) if self.lambda_mouth > 0 else None
 
     def _randint(self, n: int) -> int:
@@ -357,7 +357,7 @@ class HeadRun:
                              "data": train.fingerprint(),
                              "init": read_head_file(init_head)["meta"]["train"].get("id") if init_head else None}
         self.trainer = Trainer(
-            model=model, param_groups=model.param_groups(s["lr"], s["lr_net"], s["lr_audio_scale"]),
+            model=model, param_groups=model.param_groups(s["lr"], s["lr_net"], s.get("lr_audio_scale", 1.0)),
             step_fn=self.step_fn,
             iters=s["iters"], lr_lambda=lambda it: decay ** ((offset + it) / total), settings=self.run_settings,
             checkpoint_dir=self.work / "checkpoints", log_path=self.work / "train_log.csv",
