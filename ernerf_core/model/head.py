@@ -171,10 +171,10 @@ class HeadNetwork(nn.Module):
         """Statistics of the training frames' features ``[N, C, W]``: per-channel mean and std
         of the features (``audio_normalize``), then of the audio codes (``audio_code_norm``).
 
-        Why: what moves the mouth is how the audio changes from frame to frame, but with the
-        reference's raw log-mel and initialisation the per-frame code's spread across frames
-        is about 1-2 % of its size (10 % after a 1,200-step head on a real clip), so the
-        density MLP sees a near-constant code and renders an average mouth."""
+        Why tried: with the reference's raw log-mel and initialisation the per-frame code's
+        spread across frames is about 1-2 % of its size (10 % after a 1,200-step head on a
+        real clip). Measured: standardising it did not make the mouth follow the audio; the
+        mouth read-out (train.head.lambda_mouth) did (docs/real_faces.md)."""
         cfg = self.config
         if cfg.audio_normalize:
             x = features.transpose(0, 1).reshape(features.shape[1], -1).double()  # [C, N*W]
