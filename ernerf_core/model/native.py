@@ -55,6 +55,10 @@ OPS: dict[str, dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
         "cpu": (("bindings.cpp", "grid_cpu.cpp"), ("grid_common.h",)),
         "cuda": (("bindings.cpp", "grid_cpu.cpp", "grid_cuda.cu"), ("grid_common.h",)),
     },
+    "raymarching": {
+        "cpu": (("bindings.cpp", "raymarch_cpu.cpp"), ("raymarch_common.h",)),
+        "cuda": (("bindings.cpp", "raymarch_cpu.cpp", "raymarch_cuda.cu"), ("raymarch_common.h",)),
+    },
 }
 
 _modules: dict[tuple, object] = {}  # (op, variant, src, cache) -> module, or None after a failure

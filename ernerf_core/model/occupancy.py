@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .native_raymarch import try_refresh
+
 
 class OccupancyGrid(nn.Module):
     """Buffers (saved with the model): ``density`` [R^3] f32 (-1 = unusable), ``occupied``
@@ -206,11 +208,19 @@ class OccupancyGrid(nn.Module):
         usable = self.density >= 0
         self.mean_density.fill_(self.density[usable].mean() if bool(usable.any()) else 0.0)
         thresh = min(float(self.mean_density), self.density_thresh)
+        occupied = try_refresh(self.density, self.resolution, thresh)
+        if occupied is None:
+            occupied = self.refresh_reference(thresh)
+        self.occupied.copy_(occupied)
+        self.update_box()
+
+    def refresh_reference(self, thresh: float) -> torch.Tensor:
+        """The usable cells with a cell of density above ``thresh`` in their 3^3 neighbourhood
+        (pure PyTorch; the native kernel's oracle)."""
         R = self.resolution
         above = (self.density > thresh).float().view(1, 1, R, R, R)
         dilated = F.max_pool3d(above, kernel_size=3, stride=1, padding=1).view(-1) > 0
-        self.occupied.copy_(dilated & usable)
-        self.update_box()
+        return dilated & (self.density >= 0)
 
     @torch.no_grad()
     def update_box(self) -> None:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .native_raymarch import try_near_far
+
 
 def nerf_matrix_to_ngp(pose: np.ndarray, scale: float = 4.0, offset=(0.0, 0.0, 0.0)) -> np.ndarray:
     """[4, 4] OpenGL camera-to-world (file) -> [4, 4] renderer camera-to-world (float32)."""
@@ -57,7 +59,11 @@ def pixel_rays(pose: torch.Tensor, intrinsics, pixels: torch.Tensor, W: int) -> 
 
 def near_far_from_aabb(rays_o: torch.Tensor, rays_d: torch.Tensor, aabb: torch.Tensor,
                        min_near: float = 0.05) -> tuple[torch.Tensor, torch.Tensor]:
-    """Slab test. Returns (near [N], far [N]); rays that miss get near = far = +inf."""
+    """Slab test. Returns (near [N], far [N]); rays that miss get near = far = +inf.
+    (The native kernel, when built, computes the same values.)"""
+    native = try_near_far(rays_o, rays_d, aabb, min_near)
+    if native is not None:
+        return native
     inv = 1.0 / torch.where(rays_d.abs() < 1e-15, torch.full_like(rays_d, 1e-15), rays_d)
     t0 = (aabb[:3] - rays_o) * inv
     t1 = (aabb[3:] - rays_o) * inv

@@ -1,6 +1,7 @@
 """Volume rendering of the head: ray marching through the occupancy grid and compositing.
 
-Hot functions (pure PyTorch; a native kernel with the same signature can replace each):
+Hot functions (pure PyTorch references; ``cuda_ext/raymarching`` replaces each with a native
+kernel of the same semantics when it is built, see :mod:`~ernerf_core.model.native_raymarch`):
 
 - :func:`march_rays` ``(rays_o, rays_d, nears, fars, occupied_fn, max_samples, dt, jitter)
   -> (t [R, K], valid [R, K])``: fixed step ``dt`` (reference: 2*sqrt(3)/128 ~ 0.027), at most
@@ -14,7 +15,8 @@ Public API (stable, used by the torso and render stages):
 
 - :func:`render_rays` ``(model, rays_o, rays_d, enc_a, ind_code, eye, bg_color, ...)``
   -> dict ``image`` [R,3], ``weights_sum`` [R], ``depth`` [R], ``ambient_aud`` [R],
-  ``ambient_eye`` [R], ``uncertainty`` [R], ``points``/``dirs`` [P, 3] (the evaluated samples).
+  ``ambient_eye`` [R], ``uncertainty`` [R], ``points``/``dirs`` [P, 3] (the evaluated samples;
+  empty without grad, where nothing reads them).
   The head is composited over the background exactly as the reference:
   ``image = head + (1 - weights_sum) * bg``.
 - :func:`render_image` ``(model, pose [4,4], intrinsics, H, W, audio_window [8,C,W],
@@ -30,6 +32,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from .native_raymarch import try_composite, try_march
 from .rays import near_far_from_aabb, pixel_rays
 
 T_THRESH = 1e-4
@@ -82,7 +85,11 @@ def composite_weights(tau: torch.Tensor, log_T0: torch.Tensor | None = None,
     transmittance in front of the first one (0 = nothing in front). Returns (weights [R, G]
     = alpha * T, zero once the transmittance in front of a sample is below ``T_thresh``, the
     reference's early stop; lit [R, G] bool: the samples that still count).
+    The native kernel, when built, is used instead (same values, exp's last bit aside).
     """
+    native = try_composite(tau, log_T0, T_thresh)
+    if native is not None:
+        return native
     front = torch.cumsum(tau, dim=1) - tau
     if log_T0 is not None:
         front = front - log_T0.unsqueeze(1)
@@ -120,7 +127,10 @@ def render_rays(model, rays_o: torch.Tensor, rays_d: torch.Tensor, enc_a: torch.
     jitter = None
     if perturb:
         jitter = torch.rand(R, generator=generator, device="cpu").to(rays_o.device)
-    t, valid = march_rays(rays_o, rays_d, nears, fars, model.occupancy.lookup, K, dt, jitter)
+    marched = try_march(rays_o, rays_d, nears, fars, model.occupancy, K, dt, jitter)
+    if marched is None:
+        marched = march_rays(rays_o, rays_d, nears, fars, model.occupancy.lookup, K, dt, jitter)
+    t, valid = marched
     out = _render_groups(model, rays_o, rays_d, t, valid, dt, enc_a, ind_code, eye, T_thresh,
                          with_uncertainty=torch.is_grad_enabled())
     bg = bg_color.to(out["image"].dtype)
@@ -164,8 +174,9 @@ def _render_groups(model, rays_o, rays_d, t, valid, dt, enc_a, ind_code, eye, T_
         if with_uncertainty:
             unc = unc.index_add(0, ray[s], wv[s] * model.uncertainty(g["enc_x"][s]))
         log_T = log_T.index_add(0, idx, -tau.sum(1))
-        points.append(xyz)
-        dirs.append(rays_d[ray])
+        if with_uncertainty:  # training: the smoothness term re-evaluates these samples
+            points.append(xyz)
+            dirs.append(rays_d[ray])
     empty = rays_o.new_zeros(0, 3)
     return {"image": image, "weights_sum": ws, "depth": depth, "ambient_aud": amb_aud, "ambient_eye": amb_eye,
             "uncertainty": unc, "points": torch.cat(points) if points else empty,
