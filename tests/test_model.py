@@ -336,6 +336,22 @@ def test_occupancy_masks_unseen_cells_and_carves_background(resolution):
     assert torch.all(box[3:] - box[:3] <= 3 * grid.cell_size + 1e-6)
 
 
+@pytest.mark.parametrize("resolution,share", [(32, 0.01), (37, 0.0005), (16, 0.0)])
+def test_occupied_box_bounds_exactly_the_occupied_cells(resolution, share):
+    grid = OccupancyGrid(resolution, aabb=[-1, -0.5, -1, 1, 0.5, 1])
+    grid.occupied.copy_(torch.rand(resolution ** 3, generator=torch.Generator().manual_seed(0)) < share)
+    grid.update_box()
+    flat = grid.occupied.nonzero().squeeze(1)
+    if flat.numel() == 0:
+        assert torch.all(grid.occupied_box == 0)  # an empty grid: a point
+        return
+    cells = grid.cell_coords(flat)
+    lo = -grid.bound + cells.amin(0).float() * grid.cell_size
+    hi = -grid.bound + (cells.amax(0).float() + 1) * grid.cell_size
+    assert torch.equal(grid.occupied_box, torch.cat([lo, hi]))
+    assert torch.equal(grid.lookup(grid.cell_centres(flat)), torch.ones(flat.numel(), dtype=torch.bool))
+
+
 def test_save_and_load_head_render_identically(tmp_path):
     model = small_head().eval()
     path = tmp_path / "model.pt"

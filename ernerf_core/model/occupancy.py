@@ -205,8 +205,9 @@ class OccupancyGrid(nn.Module):
     @torch.no_grad()
     def refresh(self) -> None:
         """Threshold the densities (min(mean over usable cells, density_thresh)) and dilate by one cell."""
-        usable = self.density >= 0
-        self.mean_density.fill_(self.density[usable].mean() if bool(usable.any()) else 0.0)
+        n_usable = int((self.density >= 0).sum())
+        # unusable cells hold -1: clamped to 0 they add nothing (no copy of the usable cells)
+        self.mean_density.fill_(float(self.density.clamp(min=0).sum()) / n_usable if n_usable else 0.0)
         thresh = min(float(self.mean_density), self.density_thresh)
         occupied = try_refresh(self.density, self.resolution, thresh)
         if occupied is None:
@@ -227,15 +228,17 @@ class OccupancyGrid(nn.Module):
         """Refresh what derives from ``occupied`` (call after editing it directly): the padded
         lookup copy, and ``occupied_box`` tightened to the occupied cells (empty grid: a point)."""
         R = self.resolution
-        self._padded.view(R + 2, R + 2, R + 2)[1:-1, 1:-1, 1:-1] = self.occupied.view(R, R, R)
-        flat = self.occupied.nonzero().squeeze(1)
-        if flat.numel() == 0:
+        occ = self.occupied.view(R, R, R)
+        self._padded.view(R + 2, R + 2, R + 2)[1:-1, 1:-1, 1:-1] = occ
+        # the occupied rows along each axis (any-reductions: far cheaper than listing every cell)
+        along = [occ.any(dim=2).any(dim=1), occ.any(dim=2).any(dim=0), occ.any(dim=1).any(dim=0)]
+        if not bool(along[0].any()):
             self.occupied_box.zero_()
             return
-        cells = self.cell_coords(flat)
-        lo = -self.bound + cells.amin(0).float() * self.cell_size
-        hi = -self.bound + (cells.amax(0).float() + 1) * self.cell_size
-        self.occupied_box.copy_(torch.cat([lo, hi]))
+        ends = [a.nonzero().squeeze(1) for a in along]
+        lo = torch.stack([e[0] for e in ends]).float()
+        hi = torch.stack([e[-1] for e in ends]).float() + 1
+        self.occupied_box.copy_(torch.cat([-self.bound + lo * self.cell_size, -self.bound + hi * self.cell_size]))
 
     def occupied_share(self) -> float:
         usable = (self.density >= 0).sum().clamp(min=1)

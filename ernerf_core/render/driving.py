@@ -31,6 +31,7 @@ from ..device import resolve_device
 from ..errors import StageError
 from ..fsio import read_json
 from ..media.video import VideoWriter
+from ..memory import current_rss_mb, peak_rss_mb
 from ..model.audio import ATT_WINDOW, audio_window
 from ..model.portrait import load_portrait, render_frame, to_uint8
 from ..progress import progress
@@ -121,6 +122,7 @@ def render_audio(*, subject: str, model_path, features_path, wav_path, audio_man
     downscale = portrait.train_downscale if downscale is None else float(downscale)
     H, W = (int(round(v / downscale)) for v in portrait.size)  # noqa: N806
     t_render = 0.0
+    rss_early = None  # resident memory once the first tenth of the frames is out
     with VideoWriter(video_path, W, H, n_frames=n, audio=wav_path) as video:
         for i in progress(range(n), desc=f"{subject} {Path(video_path).stem}", unit="frame"):
             t0 = time.perf_counter()
@@ -129,7 +131,16 @@ def render_audio(*, subject: str, model_path, features_path, wav_path, audio_man
             frame = to_uint8(out["image"])
             t_render += time.perf_counter() - t0
             video.write(frame)
+            if i == max(1, n // 10):
+                rss_early = current_rss_mb()
     fps = n / max(t_render, 1e-9)
-    log.info("%s: %d frames (%.1f s of audio, track of %d poses) -> %s at %.2f fps", subject, n, n / 25,
-             len(portrait.poses), video_path, fps)
-    return {"frames": n, "render_fps": fps, "video": str(video_path)}
+    memory = {"rss_mb_after_first_tenth": rss_early, "rss_mb_at_end": current_rss_mb(), "peak_rss_mb": peak_rss_mb()}
+    log.info("%s: %d frames (%.1f s of audio, track of %d poses) -> %s at %.2f fps; resident memory %s MB "
+             "after a tenth of the frames, %s MB at the end (peak %.0f MB)", subject, n, n / 25,
+             len(portrait.poses), video_path, fps, _mb(memory["rss_mb_after_first_tenth"]),
+             _mb(memory["rss_mb_at_end"]), memory["peak_rss_mb"])
+    return {"frames": n, "render_fps": fps, "video": str(video_path), "memory": memory}
+
+
+def _mb(value: float | None) -> str:
+    return "?" if value is None else f"{value:.0f}"
