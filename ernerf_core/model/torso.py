@@ -191,6 +191,19 @@ class TiledGrid2D(nn.Module):
         return out.view(P, L * F)
 
 
+def _mlp_on_parts(net: nn.Sequential, per_point: list[torch.Tensor], per_frame: torch.Tensor) -> torch.Tensor:
+    """``net(cat([*per_point, per_frame.expand(N, -1)], -1))`` without building the concatenation:
+    the first layer's columns are applied part by part, the frame's part once ([1, hidden])."""
+    weight = net[0].weight  # [hidden, sum of the parts' widths], bias-free
+    col = sum(p.shape[-1] for p in per_point)
+    h = per_frame @ weight[:, col:].t()
+    col = 0
+    for part in per_point:
+        h = torch.addmm(h, part, weight[:, col:col + part.shape[-1]].t())
+        col += part.shape[-1]
+    return net[1:](h)
+
+
 def _sigmoid_range(h: torch.Tensor) -> torch.Tensor:
     """Sigmoid stretched to [-0.001, 1.001] so 0 and 1 are reachable (reference)."""
     return torch.sigmoid(h) * 1.002 - 0.001
@@ -230,13 +243,13 @@ class TorsoNet(nn.Module):
     def forward(self, coords: torch.Tensor, pose: torch.Tensor,
                 index: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x = coords * self.config.shrink  # [N, 2]
-        n = x.shape[0]
-        enc_pose = self.pose_encoder(self.pose_code(pose))  # [42]
-        code = self.individual_code(index)  # [8]
-        cond = torch.cat([self.pixel_encoder(x), enc_pose.expand(n, -1), code.expand(n, -1)], dim=-1)
-        offset = self.deform_net(cond)  # [N, 2]
+        enc_x = self.pixel_encoder(x)  # [N, 34]
+        # the pose and code part of the conditioning [pixel, pose, code] is the same at every
+        # pixel: its share of each first layer is computed once per frame, not per pixel
+        frame = torch.cat([self.pose_encoder(self.pose_code(pose)), self.individual_code(index)]).unsqueeze(0)
+        offset = _mlp_on_parts(self.deform_net, [enc_x], frame)  # [N, 2]
         warped = (x + offset).clamp(-1.0, 1.0)
-        h = self.color_net(torch.cat([self.grid(warped), cond], dim=-1))  # [N, 4]
+        h = _mlp_on_parts(self.color_net, [self.grid(warped), enc_x], frame)  # [N, 4]
         return _sigmoid_range(h[:, :1]), _sigmoid_range(h[:, 1:]), offset
 
     # ---- alpha grid ---------------------------------------------------------------------
