@@ -352,6 +352,23 @@ def test_occupied_box_bounds_exactly_the_occupied_cells(resolution, share):
     assert torch.equal(grid.lookup(grid.cell_centres(flat)), torch.ones(flat.numel(), dtype=torch.bool))
 
 
+def test_mlp_on_parts_is_the_mlp_on_their_concatenation():
+    from ernerf_core.model.head import MLP
+
+    torch.manual_seed(0)
+    mlp = MLP(20, 5, 16, 3)
+    a, b = torch.randn(30, 12, requires_grad=True), torch.randn(30, 5, requires_grad=True)
+    shared = torch.randn(1, 3, requires_grad=True)
+    for parts, extra in (([a, b], shared), ([a, b, shared.expand(30, -1)], None)):
+        got = mlp.forward_parts(parts, extra)
+        ref = mlp(torch.cat([a, b, shared.expand(30, -1)], dim=-1))
+        torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-6)
+        g_got = torch.autograd.grad(got.square().sum(), [a, b, shared, mlp.net[0].weight])
+        g_ref = torch.autograd.grad(ref.square().sum(), [a, b, shared, mlp.net[0].weight])
+        for x, y in zip(g_got, g_ref, strict=True):
+            torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-5)
+
+
 def test_save_and_load_head_render_identically(tmp_path):
     model = small_head().eval()
     path = tmp_path / "model.pt"

@@ -37,6 +37,7 @@ from torch import nn
 
 from .audio import AudioAttNet, AudioNet
 from .encoders import HashGridSpec, TriPlaneHashGrid, sh_encode
+from .layers import linear_on_parts
 from .occupancy import OccupancyGrid
 
 PLANES = TriPlaneHashGrid.PLANES
@@ -110,10 +111,15 @@ class MLP(nn.Module):
         self.net = nn.ModuleList(nn.Linear(a, b, bias=False) for a, b in zip(dims[:-1], dims[1:], strict=True))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for i, layer in enumerate(self.net):
-            x = layer(x)
-            if i < len(self.net) - 1:
-                x = F.relu(x, inplace=True)
+        return self._rest(self.net[0](x))
+
+    def forward_parts(self, parts: list[torch.Tensor], shared: torch.Tensor | None = None) -> torch.Tensor:
+        """``forward(cat([*parts, shared.expand(N, -1)], -1))`` without the concatenation."""
+        return self._rest(linear_on_parts(self.net[0].weight, parts, shared))
+
+    def _rest(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.net[1:]:
+            x = layer(F.relu(x, inplace=True))
         return x
 
 
@@ -220,7 +226,7 @@ class HeadNetwork(nn.Module):
         enc_w = enc_a * aud_ch_att
         eye_att = torch.sigmoid(self.eye_att_net(enc_x))  # [P, 1]
         e = (eye.reshape(1, 1) if eye is not None else enc_x.new_zeros(1, 1)) * eye_att
-        h = self.sigma_net(torch.cat([enc_x, enc_w, e], dim=-1))
+        h = self.sigma_net.forward_parts([enc_x, enc_w, e])
         return trunc_exp(h[:, 0]), h[:, 1:], aud_ch_att, eye_att
 
     def density(self, x: torch.Tensor, enc_a: torch.Tensor, eye: torch.Tensor | None) -> torch.Tensor:
@@ -239,8 +245,8 @@ class HeadNetwork(nn.Module):
         """colour [P, 3] in [-0.001, 1.001] from geometry features and unit view directions."""
         if ind_code is None:
             ind_code = self.individual_codes[0]
-        h = torch.cat([sh_encode(d), geo, ind_code.view(1, -1).expand(geo.shape[0], -1)], dim=-1)
-        return torch.sigmoid(self.color_net(h)) * (1 + 2 * 0.001) - 0.001
+        h = self.color_net.forward_parts([sh_encode(d), geo], shared=ind_code.view(1, -1))
+        return torch.sigmoid(h) * (1 + 2 * 0.001) - 0.001
 
     def uncertainty(self, enc_x: torch.Tensor) -> torch.Tensor:
         """[P] >= 0, from detached position features (it must not shape the geometry)."""

@@ -33,6 +33,7 @@ from torch import nn
 from . import native_grid
 from .encoders import FrequencyEncoder, HashGridSpec, grid_layout
 from .io import read_model_file, save_model_file
+from .layers import linear_on_parts
 
 # Initial anchors (homogeneous), the reference's values: a little in front of the head.
 ANCHOR_INIT = ((0.01, 0.01, 0.1, 1.0), (-0.1, -0.1, 0.1, 1.0), (0.1, -0.1, 0.1, 1.0))
@@ -192,16 +193,8 @@ class TiledGrid2D(nn.Module):
 
 
 def _mlp_on_parts(net: nn.Sequential, per_point: list[torch.Tensor], per_frame: torch.Tensor) -> torch.Tensor:
-    """``net(cat([*per_point, per_frame.expand(N, -1)], -1))`` without building the concatenation:
-    the first layer's columns are applied part by part, the frame's part once ([1, hidden])."""
-    weight = net[0].weight  # [hidden, sum of the parts' widths], bias-free
-    col = sum(p.shape[-1] for p in per_point)
-    h = per_frame @ weight[:, col:].t()
-    col = 0
-    for part in per_point:
-        h = torch.addmm(h, part, weight[:, col:col + part.shape[-1]].t())
-        col += part.shape[-1]
-    return net[1:](h)
+    """``net(cat([*per_point, per_frame.expand(N, -1)], -1))`` without building the concatenation."""
+    return net[1:](linear_on_parts(net[0].weight, per_point, per_frame))
 
 
 def _sigmoid_range(h: torch.Tensor) -> torch.Tensor:
