@@ -50,11 +50,13 @@ def write_signal(path: Path, signal: np.ndarray, rate: int, subtype: str = "PCM_
 
 
 def run(tmp_path: Path, audio: Path, backend: str = "mel", checkpoint: str | None = None,
-        wav: bool = False, name: str = "f") -> tuple[np.ndarray, dict]:
+        wav: bool = False, name: str = "f", noise_floor_dbfs: float | None = None) -> tuple[np.ndarray, dict]:
+    """Features of ``audio`` (without the noise floor unless given: these tests are about the backends)."""
     out = tmp_path / f"{name}.npy"
     manifest = extract_features(subject="t", audio=audio, features_path=out,
                                 manifest_path=tmp_path / f"{name}.json", backend=backend,
-                                checkpoint=checkpoint, wav_path=tmp_path / f"{name}.wav" if wav else None)
+                                checkpoint=checkpoint, wav_path=tmp_path / f"{name}.wav" if wav else None,
+                                noise_floor_dbfs=noise_floor_dbfs)
     assert json.loads((tmp_path / f"{name}.json").read_text())["frames"] == manifest["frames"]
     return np.load(out), manifest
 
@@ -149,6 +151,26 @@ def test_mel_of_digital_silence_is_the_floor_and_needs_no_checkpoint(tmp_path):
     feats, manifest = run(tmp_path, audio, checkpoint="left/over/from/hubert")
     assert feats.shape == (25, 16, 80) and np.all(feats == -1.0)
     assert manifest["checkpoint"] is None and manifest["params"]["checkpoint"] == "left/over/from/hubert"
+
+
+def test_noise_floor_lifts_digital_silence_to_a_quiet_room_and_keeps_the_wav_clean(tmp_path):
+    from ernerf_core.audio.features import NOISE_FLOOR_DBFS, with_noise_floor
+
+    sig = burst_signal(3.0, SR, 1, burst_frame=30, seed=1)
+    sig[: SR] = 0.0  # a second of digital silence, then the bursts
+    audio = write_signal(tmp_path / "s.wav", sig, SR, subtype="FLOAT")
+    raw, _ = run(tmp_path, audio, name="raw")
+    floored, manifest = run(tmp_path, audio, name="floor", wav=True, noise_floor_dbfs=NOISE_FLOOR_DBFS)
+    assert np.all(raw[:20] == -1.0)  # silence: the floor of the log-mel everywhere
+    assert floored[:20].mean() > -0.9 and floored[:20].std() > 0  # noise, like a room's pause
+    tone = raw[30] > 0.5  # the burst's 1 kHz bins, far above the floor: unchanged
+    assert tone.sum() > 4 and np.abs(floored[30][tone] - raw[30][tone]).max() < 0.05
+    assert manifest["params"]["noise_floor_dbfs"] == NOISE_FLOOR_DBFS
+    np.testing.assert_allclose(sf.read(tmp_path / "floor.wav")[0][: SR], 0.0, atol=1e-4)  # the wav: clean
+    noise = with_noise_floor(np.zeros(SR * 4, np.float32), -40.0)
+    assert 20 * np.log10(np.sqrt(np.mean(noise**2))) == pytest.approx(-40.0, abs=0.1)
+    np.testing.assert_array_equal(noise, with_noise_floor(np.zeros(SR * 4, np.float32), -40.0))  # seeded
+    assert with_noise_floor(sig, None) is sig
 
 
 @pytest.mark.parametrize("suffix,codec_args", [

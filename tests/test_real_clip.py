@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import yaml
 
+from benchmarks.driving_clip import driving_wav
 from benchmarks.real_clip import summarize, write_config
 
 
@@ -32,3 +33,16 @@ def test_report_reads_the_lipsync_block():
     assert out["mouth_corr_ci95"] == [0.1, 0.5] and out["mouth_corr_frames"] == 150
     assert out["opening_std_ratio"] == 0.25 and out["audio_swap_ratio"] == 0.05
     assert out["audio_swap_lips_pixel_change"] == 1.5 and out["wall_s"] == 12.5
+
+
+def test_driving_track_repeats_the_speech_with_silent_gaps(tmp_path):
+    import numpy as np
+
+    from ernerf_core.media.audio import write_wav
+
+    speech = np.full(16000, 0.5, dtype=np.float32)  # 1 s
+    write_wav(tmp_path / "s.wav", speech, 16000)
+    wav, mask = driving_wav(tmp_path / "s.wav", seconds=5.0, gap=0.5)
+    assert wav.shape == mask.shape == (80000,)
+    assert mask[:16000].all() and not mask[16000:24000].any() and mask[24000:40000].all()
+    assert np.all(wav[~mask] == 0) and np.all(np.abs(wav[mask]) > 0.4)

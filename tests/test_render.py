@@ -186,6 +186,8 @@ def test_render_audio_loops_the_track_for_long_audio(portrait, tmp_path):
                           audio_manifest_path=drive / "audio_features.json", video_path=video,
                           smooth_path=True, fixed_eye=0.0, downscale=2.0, device="cpu")
     assert result["frames"] == n
+    memory = result["memory"]  # what the long-render check reads
+    assert 0 < memory["rss_mb_after_first_tenth"] <= memory["peak_rss_mb"] and memory["rss_mb_at_end"] > 0
     facts = inspect_video(video)
     _browser_playable(facts, n, 16, 16)  # downscale 2 of the 32 x 32 training size
     assert facts["duration"] == pytest.approx(n / 25, abs=0.05)

@@ -19,6 +19,7 @@ rule audio_features:
     params:
         backend=config["audio"]["backend"],
         checkpoint=backend_param("audio", AUDIO_WEIGHTS_BACKENDS, "checkpoint"),
+        noise_floor_dbfs=config["audio"]["noise_floor_dbfs"],
     script:
         "../scripts/audio_features.py"
 
@@ -42,5 +43,6 @@ rule driving_features:
     params:
         backend=config["audio"]["backend"],
         checkpoint=backend_param("audio", AUDIO_WEIGHTS_BACKENDS, "checkpoint"),
+        noise_floor_dbfs=config["audio"]["noise_floor_dbfs"],
     script:
         "../scripts/driving_features.py"
