@@ -16,7 +16,7 @@ PACKAGE_DIR = Path(ernerf_core.__file__).parent
 
 # lower number = lower layer; a module may import its own unit or any lower layer
 LAYERS = {
-    "errors": 0, "fsio": 0, "progress": 0, "device": 0, "stage_runner": 0, "subjects": 0,
+    "errors": 0, "fsio": 0, "progress": 0, "device": 0, "memory": 0, "stage_runner": 0, "subjects": 0,
     "media": 1,
     "model": 2,
     "metrics": 3,
