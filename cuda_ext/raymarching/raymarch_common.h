@@ -35,7 +35,7 @@ RM_HD void near_far(const float* o, const float* d, const float* aabb, float min
   *far_out = far;
 }
 
-// The occupancy grid as the marcher reads it: OccupancyGrid._padded, a (R+2)^3 copy of the R^3
+// The occupancy grid as the marcher reads it: OccupancyGrid.padded, a (R+2)^3 copy of the R^3
 // grid with one empty cell on every side, so a point outside the grid lands on an empty cell.
 struct Grid {
   const uint8_t* padded;  // [(R+2)^3] bool

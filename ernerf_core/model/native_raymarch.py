@@ -6,7 +6,7 @@ tests):
 
 - :func:`try_near_far` for :func:`~ernerf_core.model.rays.near_far_from_aabb`;
 - :func:`try_march` for :func:`~ernerf_core.model.renderer.march_rays` through an
-  :class:`~ernerf_core.model.occupancy.OccupancyGrid` (its padded lookup copy);
+  :class:`~ernerf_core.model.occupancy.OccupancyGrid` (its ``padded`` lookup copy);
 - :func:`try_composite` for :func:`~ernerf_core.model.renderer.composite_weights`, with its
   backward pass (:class:`CompositeFunction`);
 - :func:`try_refresh` for the threshold-and-dilate step of ``OccupancyGrid.refresh``.
@@ -50,7 +50,7 @@ def try_march(rays_o: torch.Tensor, rays_d: torch.Tensor, nears: torch.Tensor, f
         return None
     j = _EMPTY if jitter is None else jitter.to(rays_o.device).float().contiguous()
     return module.march(rays_o.contiguous(), rays_d.contiguous(), nears.float().contiguous(),
-                        fars.float().contiguous(), grid._padded, grid.resolution, grid.bound,
+                        fars.float().contiguous(), grid.padded, grid.resolution, grid.bound,
                         1.0 / grid.cell_size, int(max_samples), float(dt), j)
 
 

@@ -62,6 +62,12 @@ class OccupancyGrid(nn.Module):
         """[M] flat indices -> [M, 3] world positions of the cell centres."""
         return -self.bound + (self.cell_coords(flat).float() + 0.5) * self.cell_size
 
+    @property
+    def padded(self) -> torch.Tensor:
+        """[(R+2)^3] bool: ``occupied`` with one empty cell on every side (what :meth:`lookup`
+        and the native march read; kept current by :meth:`update_box`)."""
+        return self._padded
+
     def lookup(self, xyz: torch.Tensor) -> torch.Tensor:
         """Occupancy at points xyz [..., 3] -> bool [...] (False outside the grid).
 
