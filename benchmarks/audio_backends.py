@@ -20,6 +20,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from .subject_runs import add_run_args, subject_data
+
 BACKENDS = ("mel", "phones", "mel_phones")
 
 
@@ -69,17 +71,11 @@ def run_backend(backend: str, data: Path, out: Path, settings: dict, subject: st
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, required=True, help="a preprocessed subject's results/<subject>/data")
-    ap.add_argument("--out", type=Path, required=True, help="working folder (one subfolder per backend)")
+    add_run_args(ap, "head", "cpu")
     ap.add_argument("--backends", nargs="+", default=list(BACKENDS))
-    ap.add_argument("--preset", default="cpu", help="train.preset of every head (default cpu)")
-    ap.add_argument("--iters", type=int, default=None, help="head steps (default: the preset's)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--workers", type=int, default=2, help="heads trained side by side")
     args = ap.parse_args(argv)
-    data = args.data.resolve()
-    if not (data / "aud.wav").exists() or not (data / "transforms_train.json").exists():
-        print(f"{data} is not a preprocessed subject folder (no aud.wav / transforms_train.json)", file=sys.stderr)
+    data = subject_data(args.data, ("aud.wav", "transforms_train.json"))
+    if data is None:
         return 2
     subject = data.parent.name
     settings = {"preset": args.preset, "iters": args.iters, "seed": args.seed}

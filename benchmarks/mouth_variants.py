@@ -16,9 +16,9 @@ import json
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 
 from .audio_backends import run_backend
+from .subject_runs import add_run_args, subject_data
 
 # name -> (audio backend, head settings that differ from the stage defaults)
 VARIANTS: dict[str, tuple[str, dict]] = {
@@ -36,17 +36,11 @@ VARIANTS: dict[str, tuple[str, dict]] = {
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, required=True, help="a preprocessed subject's results/<subject>/data")
-    ap.add_argument("--out", type=Path, required=True, help="working folder (one subfolder per variant)")
+    add_run_args(ap, "head", "preview")
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    ap.add_argument("--preset", default="preview", help="train.preset of every head (default preview)")
-    ap.add_argument("--iters", type=int, default=None, help="head steps (default: the preset's)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--workers", type=int, default=2, help="heads trained side by side")
     args = ap.parse_args(argv)
-    data = args.data.resolve()
-    if not (data / "aud.wav").exists() or not (data / "transforms_train.json").exists():
-        print(f"{data} is not a preprocessed subject folder (no aud.wav / transforms_train.json)", file=sys.stderr)
+    data = subject_data(args.data, ("aud.wav", "transforms_train.json"))
+    if data is None:
         return 2
     subject, out = data.parent.name, args.out.resolve()
     base = {"preset": args.preset, "iters": args.iters, "seed": args.seed}

@@ -20,6 +20,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from .subject_runs import add_run_args, subject_data
+
 # name -> torso settings that differ from the stage defaults
 VARIANTS: dict[str, dict] = {
     "base": {"torso_ray_share": 0.0},
@@ -97,16 +99,11 @@ def run_variant(name: str, data: Path, out: Path, settings: dict, subject: str) 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, required=True, help="a preprocessed subject's results/<subject>/data")
-    ap.add_argument("--out", type=Path, required=True, help="working folder (one subfolder per variant)")
+    add_run_args(ap, "torso", "cpu", iters=False)
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    ap.add_argument("--preset", default="cpu", help="train.preset of every torso (default cpu)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--workers", type=int, default=2, help="torsos trained side by side")
     args = ap.parse_args(argv)
-    data = args.data.resolve()
-    if not (data / "torso_imgs").is_dir() or not (data / "transforms_train.json").exists():
-        print(f"{data} is not a preprocessed subject folder (no torso_imgs / transforms_train.json)", file=sys.stderr)
+    data = subject_data(args.data, ("torso_imgs", "transforms_train.json"))
+    if data is None:
         return 2
     subject, out = data.parent.name, args.out.resolve()
     base = {"preset": args.preset, "seed": args.seed}

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from native_helpers import build_or_skip, rel_close
 
 from ernerf_core.model import native, native_grid
 from ernerf_core.model.encoders import (
@@ -37,11 +38,7 @@ SRC = Path(__file__).resolve().parents[1] / "cuda_ext"
 @pytest.fixture(scope="session")
 def grid_cpu():
     """The CPU grid-encoder module, built (or loaded from the cache) once for the session."""
-    native.reset()
-    try:
-        return native.build("gridencoder", "cpu")
-    except native.NativeUnavailable as err:
-        pytest.skip(f"the CPU kernels cannot be built here: {err}")
+    return build_or_skip("gridencoder", "cpu")
 
 
 @pytest.fixture
@@ -51,13 +48,6 @@ def ext_env(monkeypatch):
     native.reset()
     yield monkeypatch
     native.reset()
-
-
-def rel_close(actual: torch.Tensor, expected: torch.Tensor, rel: float = 1e-5) -> None:
-    """Elementwise |a - e| <= rel * (|e| + max|e|): relative error 1e-5 at the tensor's scale."""
-    actual, expected = actual.detach(), expected.detach()
-    scale = float(expected.abs().max()) if expected.numel() else 0.0
-    torch.testing.assert_close(actual, expected, rtol=rel, atol=rel * max(scale, 1e-30))
 
 
 def random_points(n: int, dim: int, seed: int) -> torch.Tensor:
@@ -323,10 +313,7 @@ needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
 
 @pytest.fixture(scope="session")
 def grid_cuda():
-    try:
-        return native.build("gridencoder", "cuda")
-    except native.NativeUnavailable as err:
-        pytest.skip(f"the CUDA kernels cannot be built here: {err}")
+    return build_or_skip("gridencoder", "cuda")
 
 
 @needs_gpu

@@ -14,6 +14,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from native_helpers import build_or_skip, rel_close
 
 from ernerf_core.model import native, native_raymarch
 from ernerf_core.model.head import build_head
@@ -27,11 +28,7 @@ AABB = torch.tensor([-1.0, -0.5, -1.0, 1.0, 0.5, 1.0])
 @pytest.fixture(scope="session")
 def rm_cpu():
     """The CPU ray-marcher module, built (or loaded from the cache) once for the session."""
-    native.reset()
-    try:
-        return native.build("raymarching", "cpu")
-    except native.NativeUnavailable as err:
-        pytest.skip(f"the CPU kernels cannot be built here: {err}")
+    return build_or_skip("raymarching", "cpu")
 
 
 @pytest.fixture
@@ -43,12 +40,6 @@ def ext(monkeypatch):
 
     yield set_mode
     native.reset()
-
-
-def rel_close(actual: torch.Tensor, expected: torch.Tensor, rel: float = 1e-5) -> None:
-    actual, expected = actual.detach(), expected.detach()
-    scale = float(expected.abs().max()) if expected.numel() else 0.0
-    torch.testing.assert_close(actual, expected, rtol=rel, atol=rel * max(scale, 1e-30))
 
 
 def random_rays(n: int, seed: int, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
@@ -245,10 +236,7 @@ needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
 
 @pytest.fixture(scope="session")
 def rm_cuda():
-    try:
-        return native.build("raymarching", "cuda")
-    except native.NativeUnavailable as err:
-        pytest.skip(f"the CUDA kernels cannot be built here: {err}")
+    return build_or_skip("raymarching", "cuda")
 
 
 @needs_gpu

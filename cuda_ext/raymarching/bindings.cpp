@@ -42,14 +42,10 @@ const float* optional_rays(const at::Tensor& t, const char* name, int64_t R, con
 uint8_t* bytes(at::Tensor& t) { return reinterpret_cast<uint8_t*>(t.data_ptr<bool>()); }
 
 #ifdef WITH_CUDA
-void* stream_of(const at::Tensor& t) {
-  (void)t;
-  return (void*)c10::cuda::getCurrentCUDAStream().stream();
-}
 #define RM_DISPATCH(like, cpu_call, cuda_call)                                   \
   if ((like).is_cuda()) {                                                        \
     const c10::cuda::CUDAGuard guard((like).device());                           \
-    void* stream = stream_of(like);                                              \
+    void* stream = (void*)c10::cuda::getCurrentCUDAStream().stream();            \
     cuda_call;                                                                   \
   } else {                                                                       \
     TORCH_CHECK((like).is_cpu(), "ray marcher: unsupported device ", (like).device()); \
@@ -98,8 +94,7 @@ std::tuple<at::Tensor, at::Tensor> march(const at::Tensor& o, const at::Tensor& 
   const float* pj = optional_rays(jitter, "jitter", R, o);
   at::Tensor t_out = at::zeros({R, max_samples}, o.options());
   at::Tensor valid = at::zeros({R, max_samples}, o.options().dtype(at::kBool));
-  at::Tensor padded_c = padded;
-  ernerf_rm::Grid g{reinterpret_cast<const uint8_t*>(padded_c.data_ptr<bool>()), (int32_t)resolution, (float)bound,
+  ernerf_rm::Grid g{reinterpret_cast<const uint8_t*>(padded.data_ptr<bool>()), (int32_t)resolution, (float)bound,
                     (float)inv_cell};
   const float* po = o.data_ptr<float>();
   const float* pd = d.data_ptr<float>();
