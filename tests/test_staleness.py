@@ -1,11 +1,12 @@
 """Staleness: after one end-to-end run, each config change plans exactly the stages it can affect.
 
-One module-scoped run of `.test/config.yaml` (its tiny schedules) on the user's own files:
-the session's demo clip copied to `inputs/subject.mp4` and two 0.6 s driving audios cut from
-its drive track (no rule makes them, so they are inputs as a user's are). Every case is a
-dry run of a changed config (or a changed input) in that folder, whose planned job counts,
-rule by rule, must equal the stages the change can reach; the inputs are hashed before and
-after. All dry runs go through one process (tests/dry_run_batch.py). The matrix is listed in
+The suite's one end-to-end run of every stage: one module-scoped run of `.test/config.yaml`
+(its tiny schedules) on the user's own files: the session's demo clip copied to
+`inputs/subject.mp4` and two 0.6 s driving audios cut from its drive track (no rule makes
+them, so they are inputs as a user's are). Every case is a dry run of a changed config (or a
+changed input) in that folder, whose planned job counts, rule by rule, must equal the stages
+the change can reach; the inputs are hashed before and after. All dry runs go through one
+process (tests/dry_run_batch.py). The matrix is listed in
 docs/reliability.md.
 """
 
@@ -193,10 +194,14 @@ def planned(plans: dict, case: str) -> dict[str, int]:
     return result["jobs"]
 
 
-def test_the_run_keeps_its_inputs_and_then_has_nothing_to_do(run, plans):
+def test_the_run_writes_every_stage_keeps_its_inputs_and_then_has_nothing_to_do(run, plans):
+    """`.test/config.yaml` end to end: every stage's real outputs, inputs untouched, then nothing to do."""
     workdir = run["workdir"]
-    for name in DRIVING:
-        assert (workdir / f"results/demo/render/audio/{name}.mp4").stat().st_size > 0
+    subject = workdir / "results/demo"
+    for target in ("render/test.mp4", "render/metrics.json", "preview/contact_sheet.png", "preview/tracking.png",
+                   "data/lms/0.lms", *(f"render/audio/{name}.mp4" for name in DRIVING)):
+        assert (subject / target).stat().st_size > 0, target
+    assert not list((subject / "data/ori_imgs").glob("*.lms")), "landmarks wrote into normalize's folder"
     assert hashes(workdir / "inputs") == run["inputs_before"], "the run changed or added files in inputs/"
     assert planned(plans, "unchanged") == {}
     assert planned(plans, "unchanged, at the end") == {}

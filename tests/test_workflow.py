@@ -130,16 +130,3 @@ def test_no_rule_writes_into_another_rules_output():
     for rule, folder in outputs:
         inside = [(r, p) for r, p in outputs if r != rule and p.startswith(folder + "/")]
         assert not inside, f"{inside} write into {rule}'s output folder {folder}"
-
-
-@pytest.mark.slow
-def test_the_test_config_runs_end_to_end_and_then_has_nothing_to_do(tmp_path):
-    """.test/config.yaml: every stage on a 2.5 s demo subject, then a dry run plans nothing."""
-    write_config(tmp_path, yaml.safe_load((REPO / ".test" / "config.yaml").read_text()))
-    snakemake(tmp_path, "--cores", "2")
-    for target in ("render/test.mp4", "render/metrics.json", "render/audio/drive.mp4", "preview/contact_sheet.png",
-                   "preview/tracking.png", "data/lms/0.lms"):
-        assert (tmp_path / "results/demo" / target).stat().st_size > 0, target
-    assert not list((tmp_path / "results/demo/data/ori_imgs").glob("*.lms"))
-    again = snakemake(tmp_path, "-n")
-    assert "Nothing to be done" in again.stdout + again.stderr
