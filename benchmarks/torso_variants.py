@@ -28,6 +28,7 @@ VARIANTS: dict[str, dict] = {
     "rays75": {"torso_ray_share": 0.75},
     "rays75_x2": {"torso_ray_share": 0.75, "iters_scale": 2.0},
     "base_x2": {"torso_ray_share": 0.0, "iters_scale": 2.0},
+    "base_x4": {"torso_ray_share": 0.0, "iters_scale": 4.0},
 }
 
 
