@@ -31,15 +31,19 @@ DEFAULT_VIDEO = REPO.parent / "shared" / "media" / "talking_face_cnn_71s.mp4"
 PRESET = "cpu"
 
 
-def write_config(out: Path, name: str, video: Path, syncnet_weights: str | None, preset: str = PRESET) -> Path:
+def write_config(out: Path, name: str, video: Path, syncnet_weights: str | None, preset: str = PRESET,
+                 seed: int | None = None) -> Path:
     """The run's config: the repository's config/config.yaml (schema defaults) with this one
-    subject, no driving audio, and the training ``preset`` (renders at the training size)."""
+    subject, no driving audio, the training ``preset`` (renders at the training size) and, when
+    given, ``train.seed``."""
     base = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     base["subjects"] = {name: {"video": str(video)}}
     base["driving_audio"] = {}
     if syncnet_weights:
         base.setdefault("render", {})["syncnet_weights"] = str(Path(syncnet_weights).resolve())
     base.setdefault("train", {})["preset"] = preset
+    if seed is not None:
+        base["train"]["seed"] = int(seed)
     out.mkdir(parents=True, exist_ok=True)
     # the Snakefile's `configfile: config/config.yaml` is read from the working directory
     (out / "config").mkdir(exist_ok=True)
@@ -90,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cores", default="all")
     ap.add_argument("--preset", default=PRESET, choices=("preview", "cpu", "gpu", "auto"),
                     help=f"train.preset (default {PRESET})")
+    ap.add_argument("--seed", type=int, default=None,
+                    help="train.seed of every stage (default: config/config.yaml's); a new seed retrains in place")
     ap.add_argument("--syncnet-weights", default=None, help="syncnet_python's syncnet_v2.model, for LSE-D/C")
     ap.add_argument("--dry-run", action="store_true", help="plan the jobs only")
     args = ap.parse_args(argv)
@@ -97,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.video} is missing (the shared media folder is not here); give --video", file=sys.stderr)
         return 2
     out = (args.out or REPO / "results_real" / args.name).resolve()
-    config = write_config(out, args.name, args.video.resolve(), args.syncnet_weights, args.preset)
+    config = write_config(out, args.name, args.video.resolve(), args.syncnet_weights, args.preset, args.seed)
     target = f"results/{args.name}/render/metrics.json"
     cmd = [str(Path(sys.executable).parent / "snakemake"), "-s", str(REPO / "Snakefile"), "--directory", str(out),
            "--configfile", str(config), "--cores", str(args.cores), target]
@@ -111,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         return rc
     metrics = json.loads((out / target).read_text())
     head = json.loads((out / "results" / args.name / "manifests" / "train_head.json").read_text())
-    schedule = {k: head["params"].get(k) for k in ("preset", "iters", "num_rays", "downscale", "lr")}
+    schedule = {k: head["params"].get(k) for k in ("preset", "iters", "num_rays", "downscale", "lr", "seed")}
     report = {"video": str(args.video), "schedule": schedule, **summarize(metrics, wall)}
     (out / "regress.json").write_text(json.dumps(report, indent=2) + "\n")
     width = max(len(k) for k in report)

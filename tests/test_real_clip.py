@@ -20,7 +20,10 @@ def test_config_has_one_subject_with_the_standard_cpu_preset(tmp_path):
     assert all(cfg["train"][stage][k] is None for stage in ("head", "lips", "torso") for k in ("iters", "downscale"))
     validate(cfg, schema="workflow/schemas/config.schema.yaml", set_default=True)
     quick = yaml.safe_load(write_config(tmp_path / "q", "anchor", tmp_path / "clip.mp4", None, "preview").read_text())
-    assert quick["train"]["preset"] == "preview"
+    assert quick["train"]["preset"] == "preview" and quick["train"]["seed"] == 0
+    seeded = yaml.safe_load(write_config(tmp_path / "s", "anchor", tmp_path / "clip.mp4", None, seed=3).read_text())
+    assert seeded["train"]["seed"] == 3
+    validate(seeded, schema="workflow/schemas/config.schema.yaml", set_default=True)
 
 
 def test_report_reads_the_lipsync_block():
