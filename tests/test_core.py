@@ -80,3 +80,15 @@ def test_every_stage_module_registers_a_subcommand():
     for name in ["demo", "normalize", "landmarks", "tracking", "audio-features", "train-head",
                  "finetune-lips", "train-torso", "render-test", "render"]:
         assert name in commands, name
+
+
+def test_peak_memory_is_never_below_the_current(monkeypatch):
+    """ru_maxrss can lag /proc/self/statm (approximate kernel counters): the peak still covers now."""
+    import resource
+
+    from ernerf_core import memory
+
+    now = memory.current_rss_mb()
+    assert now and now > 1
+    monkeypatch.setattr(resource, "getrusage", lambda who: type("R", (), {"ru_maxrss": 1})())
+    assert memory.peak_rss_mb() >= now * 0.99
