@@ -15,6 +15,24 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+# train.mixed_precision: auto = float16 autocast on CUDA (the reference's --fp16), none on a
+# CPU (no float16 or bfloat16 units on the CPUs measured here); on = float16 on CUDA, bfloat16
+# on a CPU (slow there: for checking the path without a GPU)
+PRECISIONS = ("auto", "off", "on")
+
+
+def resolve_precision(setting: str | bool, device_type: str) -> str:
+    """``train.mixed_precision`` on ``device_type``: "fp16", "bf16" or "off". YAML reads a bare
+    on / off as a boolean: True and False mean "on" and "off"."""
+    if isinstance(setting, bool):
+        setting = "on" if setting else "off"
+    if setting not in PRECISIONS:
+        raise ValueError(f"train.mixed_precision {setting!r} is not one of {', '.join(PRECISIONS)}")
+    if setting == "off" or (setting == "auto" and device_type != "cuda"):
+        return "off"
+    return "fp16" if device_type == "cuda" else "bf16"
+
+
 # The thread count the job was given (Snakemake ``threads:``, ``ernerf --threads``); None = not set.
 _JOB_THREADS: int | None = None
 

@@ -207,6 +207,26 @@ def test_train_torso_lowers_the_loss_and_writes_the_torso(subject, tmp_path):
     torso.load_state_dict(payload["state_dict"])  # the file rebuilds the network exactly
 
 
+def test_train_torso_with_mixed_precision(subject, tmp_path, monkeypatch):
+    """train.mixed_precision: on (bfloat16 on a CPU): the torso's networks run under autocast,
+    the loss still falls and the torso written is float32."""
+    seen = set()
+    original = TorsoNet.forward
+
+    def spy(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
+        seen.add(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else torch.float32)
+        return out
+
+    monkeypatch.setattr(TorsoNet, "forward", spy)
+    summary = _train(subject, tmp_path, mixed_precision="on")
+    assert torch.bfloat16 in seen
+    losses = _log_losses(tmp_path / "train_log.csv")
+    assert all(np.isfinite(losses)) and losses[-1] < 0.5 * losses[0] and summary["torso_psnr"] > 20
+    payload = read_torso_file(tmp_path / "model.pt")
+    assert all(v.dtype in (torch.float32, torch.bool) for v in payload["state_dict"].values())
+
+
 def test_portrait_joins_head_and_torso_bit_for_bit(subject, tmp_path):
     _train(subject, tmp_path / "torso")
     summary = assemble_portrait(subject="synth", data_dir=subject.data_dir,

@@ -124,10 +124,12 @@ class MLP(nn.Module):
 
 
 class _TruncExp(torch.autograd.Function):
-    """exp(x) whose gradient uses exp(clamp(x, max=15)): keeps early training finite."""
+    """exp(x) whose gradient uses exp(clamp(x, max=15)): keeps early training finite.
+    Computed in float32 (under autocast x may be half, whose exp overflows above 11)."""
 
     @staticmethod
     def forward(ctx, x):
+        x = x.float()
         ctx.save_for_backward(x)
         return torch.exp(x)
 

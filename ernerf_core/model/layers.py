@@ -24,8 +24,10 @@ def linear_on_parts(weight: torch.Tensor, parts: list[torch.Tensor],
     # in place after the first product (mm and addmm keep their inputs for the backward pass,
     # not their outputs): no [N, out] copies
     h = parts[0] @ weight[:, :starts[1]].t()
+    # autocast covers the @ above, not the in-place addmm_: its operands follow h's dtype
+    # (no-op casts in float32)
     for i in range(1, len(parts)):
-        h = h.addmm_(parts[i], weight[:, starts[i]:starts[i + 1]].t())
+        h = h.addmm_(parts[i].to(h.dtype), weight[:, starts[i]:starts[i + 1]].t().to(h.dtype))
     if shared is not None:
         h = h.add_(shared @ weight[:, starts[-1]:].t())  # [1, out], once for every row
     return h

@@ -52,8 +52,9 @@ def pixel_rays(pose: torch.Tensor, intrinsics, pixels: torch.Tensor, W: int) -> 
     j = torch.div(pixels, W, rounding_mode="floor").float() + 0.5
     dirs = torch.stack([(i - cx) / fx, (j - cy) / fy, torch.ones_like(i)], dim=-1)
     dirs = dirs / dirs.norm(dim=-1, keepdim=True)
-    rays_d = dirs @ pose[:3, :3].t()
-    rays_o = pose[:3, 3].expand_as(rays_d)
+    with torch.autocast(pose.device.type, enabled=False):  # rays stay float32 under mixed precision
+        rays_d = dirs @ pose[:3, :3].float().t()
+    rays_o = pose[:3, 3].float().expand_as(rays_d)
     return rays_o, rays_d
 
 

@@ -161,7 +161,8 @@ def _render_groups(model, rays_o, rays_d, t, valid, dt, enc_a, ind_code, eye, T_
         ray = idx[r_loc]
         xyz = rays_o[ray] + tv[r_loc, c_loc].unsqueeze(-1) * rays_d[ray]
         g = model.geometry(xyz, enc_a, eye)
-        tau = torch.zeros(tv.shape, device=dev).index_put((r_loc, c_loc), g["sigma"] * dt)  # [A, G]
+        # float32 whatever the network's precision (autocast): transmittance is a long product
+        tau = torch.zeros(tv.shape, device=dev).index_put((r_loc, c_loc), g["sigma"].float() * dt)  # [A, G]
         w, lit = composite_weights(tau, log_T[idx], T_thresh)
         wv = w[r_loc, c_loc]
         s = lit[r_loc, c_loc].nonzero().squeeze(1)  # samples the reference still composites

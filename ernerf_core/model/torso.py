@@ -240,9 +240,11 @@ class TorsoNet(nn.Module):
         # the pose and code part of the conditioning [pixel, pose, code] is the same at every
         # pixel: its share of each first layer is computed once per frame, not per pixel
         frame = torch.cat([self.pose_encoder(self.pose_code(pose)), self.individual_code(index)]).unsqueeze(0)
-        offset = _mlp_on_parts(self.deform_net, [enc_x], frame)  # [N, 2]
+        # outputs in float32 whatever the networks ran in (autocast): the composite mixes them
+        # with float32 images and grids
+        offset = _mlp_on_parts(self.deform_net, [enc_x], frame).float()  # [N, 2]
         warped = (x + offset).clamp(-1.0, 1.0)
-        h = _mlp_on_parts(self.color_net, [self.grid(warped), enc_x], frame)  # [N, 4]
+        h = _mlp_on_parts(self.color_net, [self.grid(warped), enc_x], frame).float()  # [N, 4]
         return _sigmoid_range(h[:, :1]), _sigmoid_range(h[:, 1:]), offset
 
     # ---- alpha grid ---------------------------------------------------------------------

@@ -39,11 +39,10 @@ from .losses import LOSSES, photometric, psnr, uncertainty_weighted, weights_ent
 from .mouth_probe import mouth_probe_loss, mouth_targets
 from .sampling import PixelSampler, rect_pixels
 from .schedule import stage_settings
-from .trainer import Trainer
+from .trainer import SHARED_DEFAULTS, Trainer, stage_precision
 
 log = logging.getLogger(__name__)
 
-SHARED_DEFAULTS = {"seed": 0, "loss": "l2", "huber_delta": 0.1}
 HEAD_DEFAULTS = {
     "iters": 1200, "num_rays": 4096, "patch_size": 1, "lips_share": 0.25, "lambda_mouth": 0.01, "lr": 2e-2,
     "lr_net": 1e-3, "lr_audio_scale": 1.0, "lr_decay": 0.5,
@@ -365,7 +364,8 @@ class HeadRun:
             extra_state={"error_map": self.error_map} if self.error_map else None,
             checkpoint_every=s["checkpoint_every"], desc=stage,
             log_columns=("loss", "psnr", "mse", "rays", "samples", "lpips_loss", "mouth_probe", "val_psnr",
-                         "val_loss", "val_lmd", "val_lpips", "val_render_fps"))
+                         "val_loss", "val_lmd", "val_lpips", "val_render_fps"),
+            precision=stage_precision(s, subject, stage, dev.type))
         if self.trainer.resume():
             log.info("resumed %s at step %d of %d", stage, self.trainer.step, s["iters"])
 

@@ -1,7 +1,7 @@
 """``ernerf train-head`` and ``ernerf finetune-lips``: the training stages by hand.
 
 Both read the same config file as the workflow (``--config``, default config/config.yaml),
-take ``train`` (seed, loss, huber_delta, device, and the ``head`` / ``lips`` section) and
+take ``train`` (seed, loss, huber_delta, preset, mixed_precision, device, and the ``head`` / ``lips`` section) and
 ``model`` from it, and call the functions the Snakemake scripts call, on
 ``results/<subject>/`` (or ``--subject-dir``).
 """
@@ -18,7 +18,7 @@ STAGES = {"train-head": ("head", "train_head"), "finetune-lips": ("lips", "finet
 def stage_settings(config: dict, section: str) -> dict:
     """What ``train_settings(stage)`` gives the rule: shared keys, ``model`` and the section."""
     train = config.get("train", {}) or {}
-    shared = {k: train[k] for k in ("seed", "loss", "huber_delta") if k in train}
+    shared = {k: train[k] for k in ("seed", "loss", "huber_delta", "preset", "mixed_precision") if k in train}
     return {**shared, "model": config.get("model", {}) or {}, **(train.get(section) or {})}
 
 

@@ -47,12 +47,11 @@ from .dataset import SubjectDataset
 from .losses import LOSSES, photometric, psnr, weights_entropy
 from .sampling import uniform_pixels
 from .schedule import stage_settings
-from .trainer import Trainer
+from .trainer import SHARED_DEFAULTS, Trainer, stage_precision
 
 log = logging.getLogger(__name__)
 
 STAGE = "train_torso"
-SHARED_DEFAULTS = {"seed": 0, "loss": "l2", "huber_delta": 0.1}
 TORSO_DEFAULTS = {
     "iters": 600, "num_rays": 4096, "lr": 1e-2, "lr_net": 1e-3, "lr_decay": 0.5, "ema_decay": 0.95,
     "downscale": 2.0, "torso_ray_share": 0.0, "alpha_grid_every": 16, "val_every": 0, "val_frames": 2,
@@ -195,7 +194,8 @@ def train_torso(*, subject: str, data_dir, model_path, manifest_path, settings: 
                       checkpoint_dir=work / "checkpoints", log_path=work / "train_log.csv",
                       ema_decay=s["ema_decay"], generator=gen, checkpoint_every=s["checkpoint_every"],
                       desc=STAGE, log_columns=("loss", "psnr", "mse", "torso_share", "val_torso_psnr",
-                                               "val_render_fps"))
+                                               "val_render_fps"),
+                      precision=stage_precision(s, subject, STAGE, dev.type))
     if trainer.resume():
         log.info("resumed %s at step %d of %d", STAGE, trainer.step, iters)
     val_frames = spread(len(val), s["val_frames"])

@@ -30,10 +30,24 @@ from pathlib import Path
 
 import torch
 
+from ..device import resolve_precision
+from ..errors import StageError
 from ..progress import progress
 from .checkpoint import load_latest, save_checkpoint, settings_key
 
 log = logging.getLogger(__name__)
+
+# the train-level keys every training stage reads (config: train.seed, train.loss, ...)
+SHARED_DEFAULTS = {"seed": 0, "loss": "l2", "huber_delta": 0.1, "mixed_precision": "auto"}
+
+
+def stage_precision(s: dict, subject: str, stage: str, device_type: str) -> str:
+    """``train.mixed_precision`` of the settings ``s`` resolved for ``device_type``; a bad value
+    stops the stage naming the key."""
+    try:
+        return resolve_precision(s.get("mixed_precision", "auto"), device_type)
+    except ValueError as err:
+        raise StageError(subject, stage, str(err), "set train.mixed_precision to auto, off or on") from None
 
 StepFn = Callable[[int], tuple[torch.Tensor, dict[str, float]]]
 
@@ -88,8 +102,15 @@ class Trainer:
                  log_path=None, ema_decay: float = 0.95, generator: torch.Generator | None = None,
                  extra_state: dict | None = None, checkpoint_every: int = 500, keep: int = 2,
                  betas=(0.0, 0.99), eps: float = 1e-8, desc: str = "train", log_every: int = 10,
-                 log_columns: tuple[str, ...] = ("loss", "psnr")):
+                 log_columns: tuple[str, ...] = ("loss", "psnr"), precision: str = "off"):
         self.model, self.step_fn, self.iters = model, step_fn, int(iters)
+        # precision (device.resolve_precision): "off", or the step's forward under autocast to
+        # float16 (with a gradient scaler, as the reference's --fp16) or bfloat16 (no scaler needed)
+        if precision not in ("off", "fp16", "bf16"):
+            raise ValueError(f"precision {precision!r} is not off, fp16 or bf16")
+        self.precision = precision
+        self.device_type = next(iter(model.parameters())).device.type
+        self.scaler = torch.amp.GradScaler(self.device_type, enabled=precision == "fp16")
         self.optimizer = torch.optim.AdamW(param_groups, betas=tuple(betas), eps=eps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda)
         self.ema = EMA([p for g in param_groups for p in g["params"]], ema_decay)
@@ -118,6 +139,7 @@ class Trainer:
             "rng": {"torch": torch.get_rng_state(),
                     "generator": self.generator.get_state() if self.generator is not None else None},
             "extra": {k: v.state_dict() for k, v in self.extra_state.items()},
+            "scaler": self.scaler.state_dict(),
         }
 
     def save(self) -> Path:
@@ -137,6 +159,8 @@ class Trainer:
             self.generator.set_state(state["rng"]["generator"])
         for k, v in self.extra_state.items():
             v.load_state_dict(state["extra"][k])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         self.step = int(state["step"])
         self.elapsed = float(state.get("elapsed", 0.0))
         self._truncate_log()
@@ -165,6 +189,11 @@ class Trainer:
             w.writerows(rows)
 
     # --- loop ------------------------------------------------------------------------------
+    def autocast(self):
+        """The training forward's autocast context (a no-op when precision is off)."""
+        dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(self.precision)
+        return torch.autocast(self.device_type, dtype=dtype, enabled=dtype is not None)
+
     def fit(self, val_fn: Callable[[int], dict[str, float]] | None = None, val_every: int = 0,
             on_step_end: Callable[[int], None] | None = None) -> dict[str, float]:
         """Train from ``self.step`` to ``iters``. ``val_fn(step)`` runs with EMA weights every
@@ -177,13 +206,17 @@ class Trainer:
             while self.step < self.iters:
                 t0 = time.perf_counter()
                 self.optimizer.zero_grad(set_to_none=True)
-                loss, logs = self.step_fn(self.step)
+                with self.autocast():
+                    loss, logs = self.step_fn(self.step)
                 value = float(loss.detach())
                 if not math.isfinite(value):
                     raise FloatingPointError(f"loss became {value} at step {self.step}")
                 if loss.requires_grad:  # a batch of rays that all miss the head has nothing to learn
-                    loss.backward()
-                self.optimizer.step()
+                    self.scaler.scale(loss).backward()
+                    self.scaler.step(self.optimizer)  # skipped when the scaled gradients overflowed
+                    self.scaler.update()
+                else:
+                    self.optimizer.step()
                 self.scheduler.step()
                 self.ema.update()
                 self.step += 1

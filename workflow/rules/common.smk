@@ -251,7 +251,7 @@ TRAIN_RUNTIME_KEYS = ("val_every", "val_frames", "checkpoint_every", "cache_mb")
 
 
 def train_settings(stage, cfg=None):
-    """Params of a training stage: the shared loss/seed/preset keys plus the stage's own section
+    """Params of a training stage: the shared loss/seed/preset/precision keys plus the stage's own section
     (less TRAIN_RUNTIME_KEYS), and for the head stages the ``model`` section.
 
     Only these go into ``params:``, so changing e.g. the torso section never makes the
@@ -261,7 +261,10 @@ def train_settings(stage, cfg=None):
     """
     cfg = config if cfg is None else cfg
     train = cfg["train"]
-    shared = {k: train[k] for k in ("seed", "loss", "huber_delta", "preset")}
+    shared = {
+        k: train[k]
+        for k in ("seed", "loss", "huber_delta", "preset", "mixed_precision")
+    }
     own = {k: v for k, v in train.get(stage, {}).items() if k not in TRAIN_RUNTIME_KEYS}
     model = {} if stage == "torso" else {"model": cfg.get("model", {})}
     return {**shared, **model, **own}
