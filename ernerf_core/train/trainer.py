@@ -3,7 +3,8 @@
 ``Trainer`` owns what is common: AdamW over the given parameter groups (betas (0, 0.99),
 eps 1e-8 as the reference), a LambdaLR schedule, an EMA of the weights (torch_ema's
 warm-up rule, decay 0.95), checkpoints (full state, atomic, latest two, resume), the CSV
-log, the progress bar and periodic validation with the EMA weights. What a step computes
+log, the progress bar, periodic validation with the EMA weights and mixed precision (the
+step's forward under autocast, ``train.mixed_precision``). What a step computes
 is the caller's ``step_fn(step) -> (loss, logs)``; extra state that must survive a restart
 (error map, ...) is passed as ``extra_state`` (objects with ``state_dict``/``load_state_dict``).
 
@@ -37,6 +38,8 @@ from .checkpoint import load_latest, save_checkpoint, settings_key
 
 log = logging.getLogger(__name__)
 
+StepFn = Callable[[int], tuple[torch.Tensor, dict[str, float]]]
+
 # the train-level keys every training stage reads (config: train.seed, train.loss, ...)
 SHARED_DEFAULTS = {"seed": 0, "loss": "l2", "huber_delta": 0.1, "mixed_precision": "auto"}
 
@@ -48,8 +51,6 @@ def stage_precision(s: dict, subject: str, stage: str, device_type: str) -> str:
         return resolve_precision(s.get("mixed_precision", "auto"), device_type)
     except ValueError as err:
         raise StageError(subject, stage, str(err), "set train.mixed_precision to auto, off or on") from None
-
-StepFn = Callable[[int], tuple[torch.Tensor, dict[str, float]]]
 
 
 class EMA:
