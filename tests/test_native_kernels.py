@@ -129,6 +129,22 @@ def test_grid_kernel_matches_reference_forward_and_backward(grid_cpu, case, n_po
     rel_close(grad2, ref_grad)
 
 
+def test_grid_kernel_refuses_a_table_too_small_for_its_levels(grid_cpu):
+    """A corner row past the table's end stops forward and backward with a clear error instead
+    of reading or writing outside it."""
+    lv, F = build_levels(GRID_CASES[0][1], 2, None, 2)
+    table = torch.randn(lv.total_rows // 2, F).requires_grad_()
+    x = random_points(256, 2, seed=7)
+    with pytest.raises(RuntimeError, match="outside the table"):
+        kernel_encode(grid_cpu, lv, x, table)
+    ok = torch.randn(lv.total_rows, F)
+    grad_out = torch.ones(lv.mult.shape[0], x.shape[0], F)
+    with pytest.raises(RuntimeError, match="outside the table"):
+        grid_cpu.backward(grad_out, x, table.detach(), lv.proj, lv.mult, lv.offset, lv.mask, lv.modulo, lv.n_hashed,
+                          torch.empty(0, dtype=torch.int32), False, True, False)
+    assert torch.isfinite(kernel_encode(grid_cpu, lv, x, ok)).all()
+
+
 def test_grid_kernel_chunked_reference_and_threads(grid_cpu):
     # more points than the reference's ENCODE_CHUNK, and two threads (level-parallel table gradient)
     lv, F = build_levels(GRID_CASES[-1][1], 2, GRID_CASES[-1][3], 3)

@@ -82,11 +82,14 @@ inline uint32_t row_of(const LevelConst& k, const uint32_t g[D]) {
   return h + k.offset;
 }
 
-// Phase A: rows [C][kBlock] and weights [C][kBlock] of points p0..p0+n at level l.
+// Phase A: rows [C][kBlock] and weights [C][kBlock] of points p0..p0+n at level l; returns the
+// largest row (the bounds check, folded in here: a separate pass reloads every row)
 template <int D, bool FAST, int KIND>
-inline void corners(const Levels& lv, const LevelPos<D>& q, const LevelConst& k, int l, const float* xt,
-                    const float* xc, int64_t P, int64_t p0, int n, uint32_t (*rows)[kBlock], float (*w)[kBlock]) {
+inline uint32_t corners(const Levels& lv, const LevelPos<D>& q, const LevelConst& k, int l, const float* xt,
+                        const float* xc, int64_t P, int64_t p0, int n, uint32_t (*rows)[kBlock],
+                        float (*w)[kBlock]) {
   constexpr int C = 1 << D;
+  uint32_t top = 0;
   for (int i = 0; i < n; ++i) {
     uint32_t cell[D];
     float frac[D];
@@ -103,17 +106,13 @@ inline void corners(const Levels& lv, const LevelPos<D>& q, const LevelConst& k,
     for (int c = 0; c < C; ++c) {
       uint32_t g[D];
       for (int d = 0; d < D; ++d) g[d] = cell[d] + (uint32_t)((c >> d) & 1);
-      rows[c][i] = row_of<D, KIND>(k, g);
+      const uint32_t row = row_of<D, KIND>(k, g);
+      rows[c][i] = row;
+      top = row > top ? row : top;
       w[c][i] = corner_weight<D>(frac, c);
     }
   }
-}
-
-inline bool rows_in_range(const uint32_t (*rows)[kBlock], int C, int n, uint64_t limit) {
-  uint32_t top = 0;
-  for (int c = 0; c < C; ++c)
-    for (int i = 0; i < n; ++i) top = rows[c][i] > top ? rows[c][i] : top;
-  return (uint64_t)top < limit;
+  return top;
 }
 
 template <int D, int FT, bool FAST, int KIND>
@@ -124,8 +123,10 @@ void forward_block_level(const Levels& lv, const LevelPos<D>& q, const LevelCons
   const int F = FT > 0 ? FT : F_rt;
   uint32_t rows[C][kBlock];
   float w[C][kBlock];
-  corners<D, FAST, KIND>(lv, q, k, l, xt, xc, P, p0, n, rows, w);
-  if (!rows_in_range(rows, C, n, (uint64_t)lv.rows)) { *bad = true; return; }
+  if ((uint64_t)corners<D, FAST, KIND>(lv, q, k, l, xt, xc, P, p0, n, rows, w) >= (uint64_t)lv.rows) {
+    *bad = true;
+    return;
+  }
   float* o = out + lay.base(l) + p0 * lay.point_stride();
   const int64_t ps = lay.point_stride();
   for (int i = 0; i < n; ++i) {
@@ -156,15 +157,29 @@ void backward_block_level(const Levels& lv, const LevelPos<D>& q, const LevelCon
   const int F = FT > 0 ? FT : F_rt;
   uint32_t rows[C][kBlock];
   float w[C][kBlock];
-  corners<D, FAST, KIND>(lv, q, k, l, xt, xc, P, p0, n, rows, w);
-  if (!rows_in_range(rows, C, n, (uint64_t)lv.rows)) { *bad = true; return; }
+  if ((uint64_t)corners<D, FAST, KIND>(lv, q, k, l, xt, xc, P, p0, n, rows, w) >= (uint64_t)lv.rows) {
+    *bad = true;
+    return;
+  }
   const float* g = grad_out + lay.base(l) + p0 * lay.point_stride();
   const int64_t ps = lay.point_stride();
   for (int i = 0; i < n; ++i) {
     const float* gp = g + i * ps;
-    for (int c = 0; c < C; ++c) {
-      float* t = grad_table + (int64_t)rows[c][i] * F;
-      for (int f = 0; f < F; ++f) t[f] += w[c][i] * gp[f];
+    if (FT > 0) {
+      // the point's gradient in registers: the table rows written below could alias it as far
+      // as the compiler knows, which made it reload gp[f] after every corner's store
+      float gl[FT > 0 ? FT : 1];
+      for (int f = 0; f < FT; ++f) gl[f] = gp[f];
+      for (int c = 0; c < C; ++c) {
+        float* t = grad_table + (int64_t)rows[c][i] * FT;
+        const float wc = w[c][i];
+        for (int f = 0; f < FT; ++f) t[f] += wc * gl[f];
+      }
+    } else {
+      for (int c = 0; c < C; ++c) {
+        float* t = grad_table + (int64_t)rows[c][i] * F;
+        for (int f = 0; f < F; ++f) t[f] += w[c][i] * gp[f];
+      }
     }
   }
 }
