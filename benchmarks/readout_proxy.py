@@ -39,16 +39,16 @@ from .subject_runs import subject_data
 
 BATCH = 32
 CHECKPOINTS = 5
-LR_NET = 1e-3  # train.head.lr_net's default; the frame attention at 5x, as HeadNetwork.param_groups
-LR_DECAY = 0.5  # train.head.lr_decay's default
 LIPS = slice(48, 68)  # the 68-point model's 20 lip landmarks
-EYE_LEFT, EYE_RIGHT = 36, 45
+AUDIO_GROUPS = ("audio_net", "audio_att_net")  # HeadNetwork.param_groups' audio encoder and frame attention
 VARIANT = re.compile(r"^(base|lips40|pca\d+|smooth\d+|lr\d*\.?\d+)$")
 
 
 def lip_coords(landmarks: np.ndarray) -> np.ndarray:
     """[N, 68, 2] -> [N, 40]: the lip landmarks centred on their mean, rotated so the eye line is
     horizontal, over the eye distance (so head roll, position and scale drop out)."""
+    from ernerf_core.train.mouth_probe import EYE_LEFT, EYE_RIGHT
+
     lm = np.asarray(landmarks, dtype=np.float64)
     eye = lm[:, EYE_RIGHT] - lm[:, EYE_LEFT]
     dist = np.linalg.norm(eye, axis=-1).clip(1e-6)
@@ -94,6 +94,7 @@ def run(data: Path, variant: str, seed: int, steps: int) -> dict:
 
     from ernerf_core.model.head import build_head
     from ernerf_core.train.dataset import SubjectDataset
+    from ernerf_core.train.head import HEAD_DEFAULTS
     from ernerf_core.train.mouth_probe import mouth_shape
 
     torch.set_num_threads(1)
@@ -105,12 +106,12 @@ def run(data: Path, variant: str, seed: int, steps: int) -> dict:
     gen = torch.Generator().manual_seed(seed)
     head = build_head({}, train.audio_shape, n_individual=len(train))
     readout = nn.Linear(head.config.audio_dim, targets.shape[1])
-    lr = LR_NET * (float(variant[2:]) if variant.startswith("lr") else 1.0)
-    opt = torch.optim.AdamW([
-        {"params": head.audio_net.parameters(), "lr": lr, "weight_decay": 0.0},
-        {"params": head.audio_att_net.parameters(), "lr": 5 * lr, "weight_decay": 1e-4},
-        {"params": readout.parameters(), "lr": lr, "weight_decay": 0.0}])
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: LR_DECAY ** (s / steps))
+    # the head's own learning rates and decay for its audio groups (train.head defaults)
+    lr = HEAD_DEFAULTS["lr_net"] * (float(variant[2:]) if variant.startswith("lr") else 1.0)
+    groups = [g for g in head.param_groups(lr_net=lr) if g["name"] in AUDIO_GROUPS]
+    opt = torch.optim.AdamW(groups + [{"params": readout.parameters(), "lr": lr, "weight_decay": 0.0}])
+    decay = HEAD_DEFAULTS["lr_decay"]
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: decay ** (s / steps))
     windows = torch.stack([train.audio_window(j) for j in range(len(train))])
     val_windows = torch.stack([val.audio_window(j) for j in range(len(val))])
     scores = []

@@ -134,10 +134,9 @@ def render_audio(*, subject: str, model_path, features_path, wav_path, audio_man
             if i == max(1, n // 10):
                 rss_early = current_rss_mb()
     fps = n / max(t_render, 1e-9)
-    rss_end = current_rss_mb()
-    # the peak covers the samples taken here too (the kernel's counters behind them are approximate)
-    peak = max(peak_rss_mb(), rss_early or 0.0, rss_end or 0.0)
-    memory = {"rss_mb_after_first_tenth": rss_early, "rss_mb_at_end": rss_end, "peak_rss_mb": peak}
+    # the peak covers the early sample too (peak_rss_mb covers the current one)
+    peak = max(peak_rss_mb(), rss_early or 0.0)
+    memory = {"rss_mb_after_first_tenth": rss_early, "rss_mb_at_end": current_rss_mb(), "peak_rss_mb": peak}
     log.info("%s: %d frames (%.1f s of audio, track of %d poses) -> %s at %.2f fps; resident memory %s MB "
              "after a tenth of the frames, %s MB at the end (peak %.0f MB)", subject, n, n / 25,
              len(portrait.poses), video_path, fps, _mb(memory["rss_mb_after_first_tenth"]),
